@@ -1,0 +1,403 @@
+"""Driving ``async def`` code in virtual time.
+
+A ``Task`` owns one coroutine (a FastAPI request, a consumer loop, a workload
+client) and steps it by hand, the way an event loop does. Sandbox awaitables yield
+SimPy events; the task resumes when the event fires, in virtual time. Between two
+awaits the code runs without interruption, so concurrent requests interleave
+exactly at the awaits, in an order fixed by the world's seed.
+
+Each task runs in its own ``contextvars.Context`` (as an asyncio task does), so
+OpenTelemetry's current span and the sandbox's current node do not leak between
+interleaved requests.
+
+Two guards make foreign awaits fail clearly instead of hanging or crashing deep
+inside a library:
+
+* while a task steps, ``asyncio``'s running loop is a stand-in whose every method
+  raises ``ForeignAwaitError`` naming what to use instead (``asyncio.sleep`` ->
+  ``sandbox.sleep``, sockets -> the sandbox HTTP client...);
+* ``anyio`` (which FastAPI and Starlette use for cancel scopes and thread pools)
+  sees a small backend of ours: cancel scopes are no-ops, "run in a worker
+  thread" runs the function inline (so plain ``def`` endpoints and dependencies
+  work, deterministically), and ``anyio.sleep`` is virtual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import types
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar, copy_context
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import sniffio
+from anyio.abc import AsyncBackend
+from simpy.events import Event
+
+from .errors import ForeignAwaitError, NotInSandboxError
+
+if TYPE_CHECKING:
+    from .nodes import Node
+
+BACKEND_NAME = "chaosdojo"
+
+# The node whose code is running in the current task (None outside the sandbox).
+current_node: ContextVar[Node | None] = ContextVar("chaos_dojo_current_node", default=None)
+
+_get_running_loop = asyncio.events._get_running_loop
+_set_running_loop = asyncio.events._set_running_loop
+
+
+def node_or_none() -> Node | None:
+    """The node running the current code, or None outside a sandbox task."""
+    return current_node.get()
+
+
+def require_node(what: str) -> Node:
+    """The node running the current code; NotInSandboxError if there is none."""
+    node = current_node.get()
+    if node is None:
+        raise NotInSandboxError(
+            f"{what} only works inside a service, consumer or workload client running in a "
+            f"sandbox World; outside one (a script, FastAPI's TestClient) there is no virtual time"
+        )
+    return node
+
+
+class WaitEvent:
+    """Awaitable wrapper of a SimPy event: ``await WaitEvent(ev)`` suspends until it fires."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+
+    def __await__(self):
+        return (yield self.event)
+
+
+async def wait(event: Event) -> Any:
+    """Suspend the current task until ``event`` fires; return its value or raise its error."""
+    return await WaitEvent(event)
+
+
+async def sleep(seconds: float) -> None:
+    """Pause the calling code for ``seconds`` of virtual time; other requests run meanwhile.
+
+    The sandbox's stand-in for ``asyncio.sleep``. Outside a world (under FastAPI's
+    TestClient, say) it is ``anyio.sleep``, so the same service code runs there too.
+
+    Example::
+
+        await sandbox.sleep(0.5)   # back off half a (virtual) second before retrying
+
+    Raises:
+        InvalidParameterError: if ``seconds`` is negative or not a number.
+    """
+    from .errors import InvalidParameterError
+
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise InvalidParameterError(f"sleep(seconds={seconds!r}): use a number of seconds >= 0")
+    node = current_node.get()
+    if node is None:
+        await anyio.sleep(seconds)
+        return
+    await WaitEvent(node.world.env.timeout(seconds))
+
+
+def _suggestion(name: str) -> str:
+    if name in {"create_future", "call_later", "call_at", "call_soon", "time"}:
+        return "to wait, use `await sandbox.sleep(seconds)`, which waits in virtual time"
+    if name in {"create_task", "run_until_complete", "gather"}:
+        return "to run work concurrently, make separate requests or use sandbox.gather(...)"
+    if name in {"run_in_executor", "call_soon_threadsafe"}:
+        return "threads are not simulated; call the function directly (plain `def` code runs inline)"
+    if "sock" in name or "connection" in name or "server" in name or name in {"getaddrinfo", "getnameinfo"}:
+        return (
+            "to talk to another service, use the sandbox HTTP client "
+            "(`http: sandbox.HttpClient = Depends(sandbox.http_client)`) so the call crosses the simulated network"
+        )
+    return "use the sandbox's clients (sandbox.sleep, the HTTP client, the database, the producer) instead"
+
+
+class _StandInLoop:
+    """The 'running event loop' while sandbox code steps: every use fails with advice."""
+
+    def __getattr__(self, name: str) -> Any:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise ForeignAwaitError(
+                f"service code used asyncio's event loop (loop.{name}), which does not run in the "
+                f"sandbox's virtual time: {_suggestion(name)}"
+            )
+
+        return refuse
+
+    def get_debug(self) -> bool:
+        return False
+
+    def is_running(self) -> bool:
+        return True
+
+    def is_closed(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "<chaos-dojo virtual-time loop stand-in>"
+
+
+STAND_IN_LOOP = _StandInLoop()
+
+
+def _describe(obj: object) -> str:
+    if obj is None:
+        return "a bare `yield` (asyncio.sleep(0) does this)"
+    if isinstance(obj, asyncio.Future):
+        return f"an asyncio Future ({obj!r})"
+    return f"{type(obj).__module__}.{type(obj).__qualname__} object"
+
+
+class Task:
+    """One coroutine driven in virtual time on a node.
+
+    ``on_done(task)`` is called once, when the coroutine returns or raises; the
+    outcome is in ``task.result`` / ``task.error``. ``kill()`` (a crash) abandons
+    the coroutine: ``on_done`` is not called and nothing it awaited resumes it.
+    """
+
+    __slots__ = ("node", "coro", "ctx", "name", "on_done", "alive", "result", "error", "finished")
+
+    def __init__(
+        self,
+        node: Node,
+        coro: Coroutine[Any, Any, Any],
+        name: str,
+        on_done: Callable[[Task], None] | None = None,
+    ) -> None:
+        self.node = node
+        self.coro = coro
+        self.name = name
+        self.on_done = on_done
+        self.alive = True
+        self.finished = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.ctx = copy_context()
+        self.ctx.run(_enter_task, node)
+        node.tasks[id(self)] = self
+
+    def start(self) -> Task:
+        self._step(None, None)
+        return self
+
+    def _resume(self, event: Event) -> None:
+        if not self.alive:
+            if not event._ok:
+                event.defused = True
+            return
+        if event._ok:
+            self._step(event._value, None)
+        else:
+            event.defused = True
+            self._step(None, event._value)
+
+    def _step(self, value: Any, error: BaseException | None) -> None:
+        ctx_run = self.ctx.run
+        coro = self.coro
+        while True:
+            saved = _get_running_loop()
+            _set_running_loop(STAND_IN_LOOP)
+            try:
+                if error is None:
+                    yielded = ctx_run(coro.send, value)
+                else:
+                    yielded = ctx_run(coro.throw, error)
+            except StopIteration as stop:
+                self._finish(stop.value, None)
+                return
+            except BaseException as exc:  # the coroutine raised: recorded by on_done
+                self._finish(None, exc)
+                return
+            finally:
+                _set_running_loop(saved)
+            if isinstance(yielded, Event):
+                callbacks = yielded.callbacks
+                if callbacks is not None:
+                    callbacks.append(self._resume)
+                    return
+                # Already processed: resume with its outcome right away.
+                if yielded._ok:
+                    value, error = yielded._value, None
+                else:
+                    value, error = None, yielded._value
+                continue
+            value = None
+            error = ForeignAwaitError(
+                f"service code on {self.node.name!r} awaited {_describe(yielded)}, which the sandbox "
+                f"does not drive in virtual time. Await only the sandbox's clients: "
+                f"`await sandbox.sleep(seconds)` instead of asyncio.sleep, the sandbox HTTP client "
+                f"instead of sockets or httpx, the database and producer dependencies for storage and Kafka"
+            )
+
+    def _finish(self, result: Any, error: BaseException | None) -> None:
+        self.finished = True
+        self.alive = False
+        self.result = result
+        self.error = error
+        self.node.tasks.pop(id(self), None)
+        if self.on_done is not None:
+            self.on_done(self)
+
+    def kill(self) -> None:
+        """Abandon the coroutine as a crash would: no result, no resumption."""
+        if not self.alive:
+            return
+        self.alive = False
+        self.node.tasks.pop(id(self), None)
+        saved = _get_running_loop()
+        _set_running_loop(STAND_IN_LOOP)
+        try:
+            self.ctx.run(self.coro.throw, ProcessKilled(f"{self.node.name} crashed"))
+        except BaseException:  # noqa: BLE001 - a dying process's last words are not ours to judge
+            pass
+        finally:
+            _set_running_loop(saved)
+        try:
+            self.coro.close()
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+class ProcessKilled(BaseException):
+    """Thrown into a task's coroutine when its node crashes.
+
+    A BaseException, so ``except Exception`` in service code does not swallow it:
+    only ``finally`` blocks run, and any sandbox call they make fails with
+    ``NodeCrashed`` without effect, since the node is already down.
+    """
+
+
+def _enter_task(node: Node) -> None:
+    current_node.set(node)
+    sniffio.current_async_library_cvar.set(BACKEND_NAME)
+
+
+# --- the anyio backend -----------------------------------------------------------------
+
+
+class _Cancelled(BaseException):
+    """Cancellation inside the sandbox (never raised: cancel scopes are no-ops)."""
+
+
+class _CancelScope(anyio.CancelScope):
+    """A cancel scope that never cancels: sandbox tasks end by finishing or by a crash."""
+
+    __slots__ = ("_deadline", "_shield", "_cancel_called")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _CancelScope:
+        return object.__new__(cls)
+
+    def __init__(self, deadline: float = math.inf, shield: bool = False) -> None:
+        self._deadline = deadline
+        self._shield = shield
+        self._cancel_called = False
+
+    def __enter__(self) -> _CancelScope:
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        return False
+
+    def cancel(self, reason: str | None = None) -> None:
+        self._cancel_called = True
+
+    @property
+    def deadline(self) -> float:
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self._deadline = value
+
+    @property
+    def cancel_called(self) -> bool:
+        return self._cancel_called
+
+    @property
+    def cancelled_caught(self) -> bool:
+        return False
+
+    @property
+    def shield(self) -> bool:
+        return self._shield
+
+    @shield.setter
+    def shield(self, value: bool) -> None:
+        self._shield = value
+
+
+class SandboxBackend(AsyncBackend):
+    """anyio's view of a sandbox task: virtual time, inline 'threads', no-op cancel scopes."""
+
+    @classmethod
+    def current_time(cls) -> float:
+        return require_node("anyio.current_time()").world.env.now
+
+    @classmethod
+    def cancelled_exception_class(cls) -> type[BaseException]:
+        return _Cancelled
+
+    @classmethod
+    async def checkpoint(cls) -> None:
+        return None
+
+    @classmethod
+    async def checkpoint_if_cancelled(cls) -> None:
+        return None
+
+    @classmethod
+    async def cancel_shielded_checkpoint(cls) -> None:
+        return None
+
+    @classmethod
+    async def sleep(cls, delay: float) -> None:
+        await sleep(delay)
+
+    @classmethod
+    def create_cancel_scope(cls, *, deadline: float = math.inf, shield: bool = False) -> _CancelScope:
+        return _CancelScope(deadline=deadline, shield=shield)
+
+    @classmethod
+    def current_effective_deadline(cls) -> float:
+        return math.inf
+
+    @classmethod
+    async def run_sync_in_worker_thread(cls, func, args, abandon_on_cancel=False, limiter=None):  # type: ignore[override]
+        return func(*args)
+
+    @classmethod
+    def check_cancelled(cls) -> None:
+        return None
+
+
+def _refuse_method(name: str) -> classmethod:
+    def refuse(cls: type, *args: Any, **kwargs: Any) -> Any:
+        raise ForeignAwaitError(
+            f"service code used anyio.{name.removeprefix('create_')}, which the sandbox does not "
+            f"simulate: {_suggestion(name)}"
+        )
+
+    return classmethod(refuse)
+
+
+for _name in sorted(AsyncBackend.__abstractmethods__):
+    if _name not in SandboxBackend.__dict__:
+        setattr(SandboxBackend, _name, _refuse_method(_name))
+SandboxBackend.__abstractmethods__ = frozenset()
+
+# anyio finds a backend named "x" as the module anyio._backends._x with a `backend_class`.
+_backend_module = types.ModuleType(f"anyio._backends._{BACKEND_NAME}")
+_backend_module.backend_class = SandboxBackend  # type: ignore[attr-defined]
+sys.modules.setdefault(_backend_module.__name__, _backend_module)

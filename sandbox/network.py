@@ -1,0 +1,258 @@
+"""The simulated network: links between nodes, with latency, jitter, loss,
+duplication, reordering and partitions as settable state.
+
+Every directed pair of nodes ``(src, dst)`` has a link whose state starts as a copy
+of ``network.defaults``. A message crossing a link is dropped if the link is cut
+(a partition) or lost (with probability ``loss``); otherwise it arrives after a
+latency drawn from the link's distribution, possibly held back further
+(``reorder``) and possibly delivered twice (``duplicate``). Each link draws from
+its own seeded stream, so traffic on one link never shifts the draws of another.
+
+Example::
+
+    world.network.set_defaults(latency=0.002)     # 2 ms one way, every link
+    world.network.link("orders-0", "payments-0").loss = 0.1
+    world.network.partition(["orders"], ["payments"])   # both ways
+    world.run(until=5)
+    world.network.heal()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from simpy.events import Timeout
+
+from .errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from .nodes import Node
+    from .world import World
+
+NodeName = str
+
+DISTRIBUTIONS = ("constant", "uniform", "normal", "exponential", "pareto")
+
+
+def _check_probability(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InvalidParameterError(f"{name}={value!r}: a probability must be a number between 0 and 1")
+    return float(value)
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+        raise InvalidParameterError(f"{name}={value!r}: use a finite number of seconds >= 0")
+    return float(value)
+
+
+@dataclass
+class LinkState:
+    """What one direction of one link does to the messages crossing it.
+
+    ``latency`` is the base one-way delay in seconds; ``jitter`` spreads it according
+    to ``distribution`` (``normal``: standard deviation; ``uniform``: +/- half-width;
+    ``exponential`` / ``pareto``: mean of an added tail; ``constant``: ignored).
+    ``loss``, ``duplicate`` and ``reorder`` are probabilities per message; a
+    reordered message is held back a further ``reorder_delay`` seconds. ``cut`` is
+    True while a partition blocks this direction.
+    """
+
+    latency: float = 0.001
+    jitter: float = 0.0002
+    distribution: str = "normal"
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    reorder_delay: float = 0.005
+    cut: bool = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("latency", "jitter", "reorder_delay"):
+            value = _check_seconds(name, value)
+        elif name in ("loss", "duplicate", "reorder"):
+            value = _check_probability(name, value)
+        elif name == "distribution" and value not in DISTRIBUTIONS:
+            raise InvalidParameterError(
+                f"distribution={value!r} is not one of {', '.join(map(repr, DISTRIBUTIONS))}"
+            )
+        elif name == "cut":
+            value = bool(value)
+        object.__setattr__(self, name, value)
+
+    def copy(self) -> LinkState:
+        return LinkState(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+    def sample_delay(self, rng: Any) -> float:
+        """One draw of this link's one-way delay (seconds, never negative)."""
+        base, jitter, kind = self.latency, self.jitter, self.distribution
+        if jitter == 0.0 or kind == "constant":
+            return base
+        if kind == "normal":
+            delay = rng.gauss(base, jitter)
+        elif kind == "uniform":
+            delay = base + rng.uniform(-jitter, jitter)
+        elif kind == "exponential":
+            delay = base + rng.expovariate(1.0 / jitter)
+        else:  # pareto with shape 3 has mean 1.5 * scale: scale it to the asked mean
+            delay = base + (rng.paretovariate(3.0) - 1.0) * jitter * 2.0
+        return delay if delay > 0.0 else 0.0
+
+
+class Network:
+    """All links of one world, and the partitions cut through them."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.defaults = LinkState()
+        self._links: dict[tuple[NodeName, NodeName], _Link] = {}
+        self._cuts: dict[tuple[NodeName, NodeName], int] = {}
+        self._partitions: list[tuple[tuple[NodeName, ...], tuple[NodeName, ...], bool]] = []
+
+    # --- link state ------------------------------------------------------------------
+
+    def link(self, src: str, dst: str) -> LinkState:
+        """The state of the link from node ``src`` to node ``dst`` (settable in place).
+
+        Service names stand for their only replica; use node names ("orders-1") when
+        a service has several.
+        """
+        a = self.world._node_named(src, role="link source")
+        b = self.world._node_named(dst, role="link destination")
+        return self._link(a.name, b.name).state
+
+    def _link(self, src: NodeName, dst: NodeName) -> _Link:
+        key = (src, dst)
+        link = self._links.get(key)
+        if link is None:
+            state = self.defaults.copy()
+            if self._cuts.get(key):
+                state.cut = True
+            link = self._links[key] = _Link(state, self.world.streams[f"network/{src}->{dst}"])
+        return link
+
+    def set_defaults(self, **changes: Any) -> None:
+        """Change the default link state, for links made later and every existing link.
+
+        Example: ``world.network.set_defaults(latency=0.005, jitter=0.001)``.
+
+        Raises:
+            InvalidParameterError: an unknown field, or a value out of its range.
+        """
+        known = {f.name for f in fields(LinkState)} - {"cut"}
+        for name, value in changes.items():
+            if name not in known:
+                raise InvalidParameterError(f"{name}={value!r}: link fields are {', '.join(sorted(known))}")
+            setattr(self.defaults, name, value)
+            for link in self._links.values():
+                setattr(link.state, name, value)
+
+    # --- partitions ------------------------------------------------------------------
+
+    def partition(self, side_a: Iterable[str], side_b: Iterable[str], *, one_way: bool = False) -> None:
+        """Cut every link from ``side_a`` to ``side_b`` (and back, unless ``one_way``).
+
+        Names may be services (all their replicas), databases, clients or node names.
+
+        Raises:
+            UnknownNameError: a name that is no node or service of this world.
+            InvalidParameterError: the two sides share a node.
+        """
+        a = self.world._expand(side_a)
+        b = self.world._expand(side_b)
+        overlap = sorted(set(a) & set(b))
+        if overlap:
+            raise InvalidParameterError(
+                f"partition sides overlap on {overlap!r}: a node cannot be on both sides of a cut"
+            )
+        pairs = [(x, y) for x in a for y in b]
+        if not one_way:
+            pairs += [(y, x) for x in a for y in b]
+        for pair in pairs:
+            self._cuts[pair] = self._cuts.get(pair, 0) + 1
+            self._link(*pair).state.cut = True
+        self._partitions.append((tuple(a), tuple(b), one_way))
+        self.world.record("net.partition", tuple(a), tuple(b), one_way)
+
+    def isolate(self, name: str) -> None:
+        """Cut one node (or every replica of a service) off from every other node, both ways."""
+        inside = self.world._expand([name])
+        outside = [n for n in self.world.nodes if n not in inside]
+        self.partition(inside, outside)
+
+    def heal(self) -> None:
+        """Remove every partition; links keep their other settings."""
+        for pair in self._cuts:
+            self._links[pair].state.cut = False
+        self._cuts.clear()
+        self._partitions.clear()
+        self.world.record("net.heal")
+
+    @property
+    def partitions(self) -> list[tuple[tuple[str, ...], tuple[str, ...], bool]]:
+        """The partitions in force: ``(side_a, side_b, one_way)`` each."""
+        return list(self._partitions)
+
+    # --- sending ---------------------------------------------------------------------
+
+    def send(self, src: Node, dst: Node, deliver: Callable[[Any], None], payload: Any, kind: str, msg_id: int) -> None:
+        """Put one message on the wire from ``src`` to ``dst``; ``deliver(payload)`` on arrival."""
+        world = self.world
+        link = self._links.get((src.name, dst.name)) or self._link(src.name, dst.name)
+        state, rng = link.state, link.rng
+        if state.cut:
+            world.record("net.drop", src.name, dst.name, kind, msg_id, "partition")
+            return
+        if state.loss and rng.random() < state.loss:
+            world.record("net.drop", src.name, dst.name, kind, msg_id, "loss")
+            return
+        delay = state.sample_delay(rng)
+        if state.reorder and rng.random() < state.reorder:
+            delay += state.reorder_delay
+        world.record("net.send", src.name, dst.name, kind, msg_id, delay)
+        self._schedule(delay, _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id))
+        if state.duplicate and rng.random() < state.duplicate:
+            again = state.sample_delay(rng)
+            world.record("net.duplicate", src.name, dst.name, kind, msg_id, again)
+            self._schedule(again, _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id))
+
+    def _schedule(self, delay: float, arrival: _Arrival) -> None:
+        Timeout(self.world.env, delay).callbacks.append(arrival)
+
+
+class _Link:
+    __slots__ = ("state", "rng")
+
+    def __init__(self, state: LinkState, rng: Any) -> None:
+        self.state = state
+        self.rng = rng
+
+
+class _Arrival:
+    """The callback that hands a message to its destination when its delay is over."""
+
+    __slots__ = ("world", "link", "src", "dst", "deliver", "payload", "kind", "msg_id")
+
+    def __init__(self, world, link, src, dst, deliver, payload, kind, msg_id) -> None:
+        self.world = world
+        self.link = link
+        self.src = src
+        self.dst = dst
+        self.deliver = deliver
+        self.payload = payload
+        self.kind = kind
+        self.msg_id = msg_id
+
+    def __call__(self, _event: Any) -> None:
+        dst = self.dst
+        if self.link.state.cut:
+            self.world.record("net.drop", self.src, dst.name, self.kind, self.msg_id, "partition")
+            return
+        if not dst.alive:
+            self.world.record("net.drop", self.src, dst.name, self.kind, self.msg_id, "down")
+            return
+        self.world.record("net.deliver", self.src, dst.name, self.kind, self.msg_id)
+        self.deliver(self.payload)

@@ -1,0 +1,176 @@
+"""Nodes: the machines of the simulated datacenter.
+
+A node has a name, a clock, and a life: it runs until it crashes, then stays down
+until it restarts. A crash ends everything running on it at once (in-flight
+requests, background consumers, timers): their coroutines are abandoned, their
+pending replies discarded, and any sandbox call made while dying fails without
+effect. What a node keeps on durable storage survives; what it kept in memory
+does not.
+
+Every kind of node (a service replica, a database server, the broker, a workload
+client) is a ``Node``; they share the request/reply machinery in ``call``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from simpy.events import Event, Timeout
+
+from ._runtime import Task, WaitEvent
+from .clocks import Clock
+from .errors import NodeCrashed, RequestTimeout
+
+if TYPE_CHECKING:
+    from .world import World
+
+
+class Node:
+    """One machine: a name, a clock, an up/down state and the tasks running on it."""
+
+    kind = "node"
+
+    def __init__(self, world: World, name: str) -> None:
+        self.world = world
+        self.env = world.env
+        self.name = name
+        self.alive = True
+        self.paused = False
+        self.epoch = 0
+        self.clock = Clock(world.env, name)
+        self.tasks: dict[int, Task] = {}
+        self._pending: dict[int, Event] = {}
+
+    def __repr__(self) -> str:
+        state = "up" if self.alive else "down"
+        return f"<{type(self).__name__} {self.name} {state}>"
+
+    # --- life ------------------------------------------------------------------------
+
+    def crash(self) -> None:
+        """Stop this node now: running code is abandoned, memory is lost, storage is kept."""
+        if not self.alive:
+            return
+        self.alive = False
+        self.epoch += 1
+        self.world.record("node.crash", self.name)
+        pending, self._pending = self._pending, {}
+        for event in pending.values():
+            event.defused = True
+        for task in list(self.tasks.values()):
+            task.kill()
+        self.tasks.clear()
+        self.on_crash()
+        self.world._node_crashed(self)
+
+    def restart(self) -> None:
+        """Start a crashed node again, as a fresh process on the same machine."""
+        if self.alive:
+            return
+        self.alive = True
+        self.world.record("node.restart", self.name)
+        self.on_start()
+
+    def on_start(self) -> None:
+        """Hook: the node (re)starts. Subclasses start their processes here."""
+
+    def on_crash(self) -> None:
+        """Hook: the node has just crashed. Subclasses drop their volatile state here."""
+
+    def spawn(self, coro: Any, name: str, on_done: Callable[[Task], None] | None = None) -> Task:
+        """Run ``coro`` on this node as a new task, starting now."""
+        return Task(self, coro, name, on_done).start()
+
+    def check_alive(self) -> None:
+        if not self.alive:
+            raise NodeCrashed(f"{self.name} is down; nothing it does now takes effect")
+
+    # --- request / reply -------------------------------------------------------------
+
+    async def call(
+        self,
+        dst: Node,
+        handler: Callable[[Node, int, int, Any], None],
+        request: Any,
+        kind: str,
+        timeout: float | None,
+        describe: str,
+    ) -> Any:
+        """Send ``request`` to ``dst`` over the network and wait for its reply.
+
+        On arrival the network calls ``handler(self, epoch, msg_id, request)`` on the
+        destination, which answers later with ``dst.reply(...)``. If no reply comes
+        within ``timeout`` seconds of virtual time, ``RequestTimeout`` is raised (the
+        request may have taken effect anyway).
+        """
+        self.check_alive()
+        world = self.world
+        msg_id = world.next_id()
+        reply = Event(self.env)
+        self._pending[msg_id] = reply
+        world.network.send(self, dst, _Deliver(handler, self, self.epoch, msg_id), request, kind, msg_id)
+        if timeout is not None:
+            Timeout(self.env, timeout).callbacks.append(_Expire(self, msg_id, timeout, describe))
+        try:
+            return await WaitEvent(reply)
+        finally:
+            self._pending.pop(msg_id, None)
+
+    def reply(self, caller: Node, caller_epoch: int, msg_id: int, response: Any, kind: str) -> None:
+        """Send ``response`` back to ``caller`` for its request ``msg_id``."""
+        self.world.network.send(self, caller, _Reply(caller, caller_epoch, msg_id), response, kind, msg_id)
+
+
+class _Deliver:
+    __slots__ = ("handler", "caller", "epoch", "msg_id")
+
+    def __init__(self, handler, caller, epoch, msg_id) -> None:
+        self.handler = handler
+        self.caller = caller
+        self.epoch = epoch
+        self.msg_id = msg_id
+
+    def __call__(self, request: Any) -> None:
+        self.handler(self.caller, self.epoch, self.msg_id, request)
+
+
+class _Reply:
+    __slots__ = ("caller", "epoch", "msg_id")
+
+    def __init__(self, caller: Node, epoch: int, msg_id: int) -> None:
+        self.caller = caller
+        self.epoch = epoch
+        self.msg_id = msg_id
+
+    def __call__(self, response: Any) -> None:
+        caller = self.caller
+        if caller.epoch != self.epoch:
+            caller.world.record("net.late", caller.name, self.msg_id, "caller restarted")
+            return
+        event = caller._pending.pop(self.msg_id, None)
+        if event is None:
+            caller.world.record("net.late", caller.name, self.msg_id, "caller gave up")
+            return
+        event.succeed(response)
+
+
+class _Expire:
+    __slots__ = ("node", "msg_id", "timeout", "describe")
+
+    def __init__(self, node: Node, msg_id: int, timeout: float, describe: str) -> None:
+        self.node = node
+        self.msg_id = msg_id
+        self.timeout = timeout
+        self.describe = describe
+
+    def __call__(self, _event: Any) -> None:
+        event = self.node._pending.pop(self.msg_id, None)
+        if event is not None and not event.triggered:
+            self.node.world.record("rpc.timeout", self.node.name, self.msg_id, self.timeout)
+            event.fail(
+                RequestTimeout(
+                    f"{self.describe}: no response within {self.timeout:g}s (virtual) "
+                    f"[{self.node.name}, t={self.node.env.now:.4f}]"
+                )
+            )

@@ -1,0 +1,276 @@
+"""Services: real FastAPI apps hosted on simulated nodes.
+
+``world.add_service("orders", create_app, replicas=2)`` makes two nodes,
+``orders-0`` and ``orders-1``, each running its own app built by ``create_app()``.
+Each (re)start of a replica builds the app anew, as a new process would: if the
+factory is defined in a module file, the replica gets a fresh copy of that module,
+so even state kept in a module-level dict is lost on a crash (a factory defined in
+a notebook cell should keep its state inside the factory).
+
+A request reaches a replica over the simulated network; the sandbox turns it into
+an ASGI ``http`` scope and drives ``app(scope, receive, send)`` in virtual time.
+Everything FastAPI does (routing, dependencies, validation, exception handlers,
+middleware) runs as it would under uvicorn; the app's lifespan startup runs before
+the replica accepts requests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from simpy.events import Event
+
+from ._runtime import Task, WaitEvent
+from .errors import ConfigError, InvalidParameterError, InvalidReplicasError
+from .http import HttpRequest
+from .nodes import Node
+
+if TYPE_CHECKING:
+    from .world import World
+
+AppFactory = Callable[[], Any]
+ServiceName = str
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+
+
+def check_name(name: object, what: str) -> str:
+    """Return ``name`` if it is a valid DNS-style node or service name."""
+    if not isinstance(name, str) or not _NAME.match(name) or name.endswith("-"):
+        raise InvalidParameterError(
+            f"{what} name {name!r} is not usable: use lower-case letters, digits and '-', starting "
+            f"with a letter (like a Kubernetes service name), e.g. 'orders' or 'payments-db'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ServiceError:
+    """An exception that escaped service code (the caller got a 500)."""
+
+    time: float
+    node: str
+    where: str
+    type: str
+    message: str
+    traceback: str
+
+    def __str__(self) -> str:
+        return f"t={self.time:.4f} {self.node} {self.where}: {self.type}: {self.message}"
+
+
+def _fresh_factory(factory: AppFactory) -> AppFactory:
+    """The same factory from a freshly executed copy of its module (fresh globals)."""
+    module_name = getattr(factory, "__module__", None)
+    qualname = getattr(factory, "__qualname__", "")
+    module = sys.modules.get(module_name or "")
+    path = getattr(module, "__file__", None)
+    if module is None or not path or module_name == "__main__" or "<" in qualname or not path.endswith(".py"):
+        return factory
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        return factory
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    obj: Any = fresh
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return factory
+    return obj
+
+
+class Service:
+    """One named service: its factory and its replicas (``instances``)."""
+
+    def __init__(self, world: World, name: str, factory: AppFactory, replicas: int, isolate_module: bool) -> None:
+        self.world = world
+        self.name = name
+        self.factory = factory
+        self.isolate_module = isolate_module
+        self.instances = [Instance(world, self, i) for i in range(replicas)]
+
+    def __repr__(self) -> str:
+        up = sum(1 for i in self.instances if i.alive)
+        return f"<Service {self.name} {up}/{len(self.instances)} up>"
+
+    def pick(self, caller: Node) -> Instance:
+        """One replica for a request from ``caller``: a seeded draw among the ready ones."""
+        instances = self.instances
+        if len(instances) == 1:
+            return instances[0]
+        ready = [i for i in instances if i.ready] or instances
+        return ready[self.world.streams[f"lb/{caller.name}->{self.name}"].randrange(len(ready))]
+
+    def build_app(self) -> Any:
+        factory = _fresh_factory(self.factory) if self.isolate_module else self.factory
+        app = factory()
+        if not callable(app):
+            raise ConfigError(
+                f"the app factory of service {self.name!r} returned {app!r}; it must return the "
+                f"FastAPI app, e.g. `def create_app(): app = FastAPI(); ...; return app`"
+            )
+        return app
+
+
+class Instance(Node):
+    """One replica of a service: a node running its own copy of the FastAPI app."""
+
+    kind = "service"
+
+    def __init__(self, world: World, service: Service, index: int) -> None:
+        super().__init__(world, f"{service.name}-{index}")
+        self.service = service
+        self.index = index
+        self.app: Any = None
+        self.ready = False
+        self._state: dict[str, Any] = {}
+        self.disk_store: Any = None  # the local durable disk, made on first use
+
+    def on_start(self) -> None:
+        self.ready = False
+        self._state = {}
+        self.app = self.service.build_app()
+        self.world.record("service.start", self.name)
+        self.spawn(_lifespan(self), f"{self.name} lifespan", self._lifespan_done)
+
+    def on_crash(self) -> None:
+        self.ready = False
+        self.app = None
+        self._state = {}
+
+    def _became_ready(self, state: dict[str, Any]) -> None:
+        self._state = state
+        self.ready = True
+        self.world.record("service.ready", self.name)
+        self.world._instance_ready(self)
+
+    def _lifespan_done(self, task: Task) -> None:
+        if task.error is not None:
+            self.world._service_error(self, "lifespan", task.error)
+
+    # --- serving ---------------------------------------------------------------------
+
+    def handle_http(self, caller: Node, caller_epoch: int, msg_id: int, request: HttpRequest) -> None:
+        world = self.world
+        if not self.ready:
+            world.record("http.refused", self.name, caller.name, msg_id)
+            return
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": "http",
+            "path": request.path,
+            "raw_path": request.path.encode(),
+            "root_path": "",
+            "query_string": request.query_string,
+            "headers": request.headers,
+            "server": (self.name, 80),
+            "client": (caller.name, 40000 + msg_id % 20000),
+            "state": dict(self._state),
+        }
+        world.record("http.request", self.name, caller.name, msg_id, request.method, request.path)
+        exchange = _Exchange(self, caller, caller_epoch, msg_id, request)
+        task = Task(self, _serve(self.app, scope, request.body, exchange), f"{request.method} {request.path}", exchange.done)
+        tracing = world.tracing
+        if tracing is not None:
+            exchange.span = tracing.server_span(self, task, request)
+        task.start()
+
+
+class _Exchange:
+    """One request being served: collects the ASGI response and sends it back."""
+
+    __slots__ = ("instance", "caller", "caller_epoch", "msg_id", "request", "status", "headers", "body", "span")
+
+    def __init__(self, instance: Instance, caller: Node, caller_epoch: int, msg_id: int, request: HttpRequest) -> None:
+        self.instance = instance
+        self.caller = caller
+        self.caller_epoch = caller_epoch
+        self.msg_id = msg_id
+        self.request = request
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = b""
+        self.span: Any = None
+
+    def done(self, task: Task) -> None:
+        instance = self.instance
+        world = instance.world
+        if task.error is not None:
+            world._service_error(instance, f"{self.request.method} {self.request.path}", task.error)
+            if self.status is None:
+                self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain")], b"Internal Server Error"
+        elif self.status is None:
+            self.status, self.headers, self.body = 500, [], b"the app returned without sending a response"
+        if self.span is not None:
+            world.tracing.end_server_span(self.span, self.status, task.error)
+        world.record("http.response", instance.name, self.caller.name, self.msg_id, self.status)
+        instance.reply(self.caller, self.caller_epoch, self.msg_id, (self.status, self.headers, self.body), "http.reply")
+
+
+async def _serve(app: Any, scope: dict[str, Any], body: bytes, exchange: _Exchange) -> None:
+    received = False
+    env = exchange.instance.env
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await WaitEvent(Event(env))  # the client never disconnects: wait forever
+        return {"type": "http.disconnect"}  # pragma: no cover
+
+    async def send(message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            exchange.status = message["status"]
+            exchange.headers = list(message.get("headers", ()))
+        elif kind == "http.response.body":
+            exchange.body += message.get("body", b"")
+
+    await app(scope, receive, send)
+
+
+async def _lifespan(instance: Instance) -> None:
+    """Run the app's lifespan startup (as uvicorn does), then mark the replica ready."""
+    state: dict[str, Any] = {}
+    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": state}
+    started = False
+    failed = False
+    env = instance.env
+
+    async def receive() -> dict[str, Any]:
+        nonlocal started
+        if not started:
+            started = True
+            return {"type": "lifespan.startup"}
+        await WaitEvent(Event(env))  # shutdown never comes: a crash ends the process instead
+        return {"type": "lifespan.shutdown"}  # pragma: no cover
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal failed
+        if message["type"] == "lifespan.startup.complete":
+            instance._became_ready(state)
+        elif message["type"] == "lifespan.startup.failed":
+            failed = True
+
+    try:
+        await instance.app(scope, receive, send)
+    except Exception:
+        if failed or instance.ready:
+            raise
+        # The app does not speak the lifespan protocol: it is simply ready (uvicorn's "auto" mode).
+        instance._became_ready(state)
+
+
+def format_error(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))

@@ -1,0 +1,349 @@
+"""The World: one simulated datacenter run, from one seed.
+
+A world holds virtual time (a SimPy environment), the seed and its named random
+streams, the nodes (service replicas, databases, the broker, workload clients),
+the network between them, the tracer, the history of client operations, and the
+event log whose hash is the run's fingerprint.
+
+Example::
+
+    world = sandbox.World(seed=7)
+    world.add_database("orders-db")
+    world.add_service("orders", create_app, replicas=2)
+    world.add_client("shopper-0", shopper)
+    world.run(until=30)
+    print(world.fingerprint())   # the same for seed 7 in any process
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import simpy
+from simpy.events import AllOf
+
+from ._streams import Streams, check_seed
+from .clients import ClientNode, WorkloadFn
+from .errors import (
+    DuplicateNameError,
+    InvalidParameterError,
+    InvalidReplicasError,
+    UnknownNameError,
+    UnknownServiceError,
+    WorldFinishedError,
+)
+from .history import History
+from .network import Network
+from .nodes import Node
+from .recorder import Recorder
+from .services import AppFactory, Instance, Service, ServiceError, check_name, format_error
+from .storage import DatabaseNode, Store
+
+if TYPE_CHECKING:
+    from .broker import Broker
+    from .tracing import Tracing
+
+
+def _seconds(name: str, value: Any, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+        need = "> 0" if positive else ">= 0"
+        raise InvalidParameterError(f"{name}={value!r}: use a finite number of seconds {need}")
+    return float(value)
+
+
+class World:
+    """One deterministic run of a simulated datacenter (see the module docstring).
+
+    Args:
+        seed: a non-negative int; every random draw of the run derives from it.
+        tracing: record OpenTelemetry spans (``world.spans()``, ``world.otlp_json()``).
+
+    Raises:
+        BadSeedError: ``seed`` is not a non-negative int.
+    """
+
+    def __init__(self, seed: int, *, tracing: bool = False) -> None:
+        self.seed = check_seed(seed)
+        self.env = simpy.Environment()
+        self.streams = Streams(self.seed)
+        self.recorder = Recorder()
+        self._log = self.recorder.log
+        self.network = Network(self)
+        self.nodes: dict[str, Node] = {}
+        self.services: dict[str, Service] = {}
+        self.databases: dict[str, DatabaseNode] = {}
+        self.clients: dict[str, ClientNode] = {}
+        self.history = History()
+        self.errors: list[ServiceError] = []
+        self._ids = 0
+        self._broker: Broker | None = None
+        self._finished = False
+        self.tracing: Tracing | None = None
+        if tracing:
+            from .tracing import Tracing
+
+            self.tracing = Tracing(self)
+
+    def __repr__(self) -> str:
+        return f"<World seed={self.seed} t={self.now:.4f} nodes={len(self.nodes)}>"
+
+    # --- basics ----------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        """Virtual time now, in seconds since the world began."""
+        return self.env.now
+
+    def next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def record(self, kind: str, *fields: Any) -> None:
+        """Append one entry to the event log (plain values only)."""
+        self._log.append((self.env.now, kind, *fields))
+
+    def fingerprint(self) -> str:
+        """A hash of the full event log: equal for equal seeds, in any process."""
+        return self.recorder.fingerprint()
+
+    # --- building the datacenter -----------------------------------------------------
+
+    def _claim(self, name: str, what: str) -> None:
+        check_name(name, what)
+        for taken, kind in ((self.services, "service"), (self.nodes, "node")):
+            if name in taken:
+                raise DuplicateNameError(
+                    f"{what} name {name!r} is already taken by a {kind} in this world; pick another name"
+                )
+
+    def add_service(self, name: str, app_factory: AppFactory, *, replicas: int = 1, isolate_module: bool = True) -> Service:
+        """Host a FastAPI app as service ``name`` with ``replicas`` replicas (nodes name-0, name-1...).
+
+        ``app_factory()`` must build and return the app; it runs again at every
+        (re)start of a replica. With ``isolate_module`` (the default) a factory
+        defined in a module file runs from a fresh copy of that module per replica,
+        so module-level state is per process, as in production.
+
+        Raises:
+            DuplicateNameError: the name is taken. InvalidReplicasError: replicas < 1.
+        """
+        self._claim(name, "service")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise InvalidReplicasError(
+                f"replicas={replicas!r} for service {name!r}: use a whole number >= 1 (1 is one process)"
+            )
+        if not callable(app_factory):
+            raise InvalidParameterError(
+                f"app_factory={app_factory!r} for service {name!r} is not callable: pass the function that "
+                f"builds the app (create_app), not the app itself"
+            )
+        if hasattr(app_factory, "router") and hasattr(app_factory, "routes"):
+            raise InvalidParameterError(
+                f"service {name!r} was given a FastAPI app object; pass a factory that builds it "
+                f"(e.g. `def create_app(): ...; return app`), so that a restarted replica starts from fresh memory"
+            )
+        for i in range(replicas):
+            self._claim(f"{name}-{i}", "service replica")
+        service = Service(self, name, app_factory, replicas, isolate_module)
+        self.services[name] = service
+        for instance in service.instances:
+            self.nodes[instance.name] = instance
+        for instance in service.instances:
+            instance.on_start()
+        return service
+
+    def add_database(
+        self,
+        name: str,
+        *,
+        latency: float = 0.0005,
+        jitter: float = 0.0001,
+        lock_timeout: float = 2.0,
+        idle_timeout: float = 30.0,
+    ) -> DatabaseNode:
+        """Add a database server node ``name`` (per-operation ``latency`` seconds, +/- ``jitter``).
+
+        ``lock_timeout`` bounds every wait for a row lock; a transaction idle for
+        ``idle_timeout`` seconds is aborted (its client probably died).
+        """
+        self._claim(name, "database")
+        node = DatabaseNode(
+            self,
+            name,
+            latency=_seconds("latency", latency),
+            jitter=_seconds("jitter", jitter),
+            lock_timeout=_seconds("lock_timeout", lock_timeout, positive=True),
+            idle_timeout=_seconds("idle_timeout", idle_timeout, positive=True),
+        )
+        self.nodes[name] = node
+        self.databases[name] = node
+        self.record("db.start", name)
+        return node
+
+    def add_client(self, name: str, fn: WorkloadFn, *args: Any, start: float = 0.0) -> ClientNode:
+        """Run the workload function ``fn(client, *args)`` on a new client node ``name``.
+
+        It starts ``start`` seconds of virtual time from now.
+        """
+        self._claim(name, "client")
+        if not callable(fn):
+            raise InvalidParameterError(f"fn={fn!r} for client {name!r}: pass an `async def fn(client)` function")
+        node = ClientNode(self, name, fn, args, _seconds("start", start))
+        self.nodes[name] = node
+        self.clients[name] = node
+        node.on_start()
+        return node
+
+    @property
+    def broker(self) -> Broker:
+        """The Kafka-like broker (a node named ``kafka``), created on first use."""
+        if self._broker is None:
+            from .broker import Broker
+
+            self._broker = Broker(self)
+        return self._broker
+
+    # --- looking things up -----------------------------------------------------------
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``, or the only replica of the service ``name``."""
+        return self._node_named(name, role="node")
+
+    def service(self, name: str) -> Service:
+        """The service called ``name``."""
+        service = self.services.get(name)
+        if service is None:
+            raise UnknownServiceError(
+                f"no service named {name!r} in this world; services: {sorted(self.services)}. "
+                f"Add it with world.add_service({name!r}, create_app)"
+            )
+        return service
+
+    def database(self, name: str) -> Store:
+        """The storage of the database ``name``, to inspect (``.rows(table)``, ``.read(table, key)``)."""
+        db = self.databases.get(name)
+        if db is None:
+            raise UnknownNameError(
+                f"no database named {name!r} in this world; databases: {sorted(self.databases)}. "
+                f"Add it with world.add_database({name!r})"
+            )
+        return db.store
+
+    def disk(self, node: str) -> Store:
+        """The local durable disk of a service replica, to inspect."""
+        instance = self.node(node)
+        if not isinstance(instance, Instance):
+            raise UnknownNameError(f"{node!r} is a {instance.kind} node; only service replicas have a local disk")
+        return instance_disk(instance)
+
+    def _node_named(self, name: str, role: str) -> Node:
+        node = self.nodes.get(name)
+        if node is not None:
+            return node
+        service = self.services.get(name)
+        if service is not None:
+            if len(service.instances) == 1:
+                return service.instances[0]
+            names = [i.name for i in service.instances]
+            raise UnknownNameError(
+                f"{role} {name!r} is a service with {len(names)} replicas; name one of them: {names}"
+            )
+        raise UnknownNameError(f"no {role} named {name!r} in this world; nodes: {sorted(self.nodes)}")
+
+    def _expand(self, names: Iterable[str]) -> list[str]:
+        if isinstance(names, str):
+            names = [names]
+        out: list[str] = []
+        for name in names:
+            service = self.services.get(name)
+            found = [i.name for i in service.instances] if service is not None else [self._node_named(name, "node").name]
+            for n in found:
+                if n not in out:
+                    out.append(n)
+        return out
+
+    def _route(self, host: str, caller: Node) -> Node:
+        service = self.services.get(host)
+        if service is not None:
+            return service.pick(caller)
+        node = self.nodes.get(host)
+        if isinstance(node, Instance):
+            return node
+        raise UnknownServiceError(
+            f"no service named {host!r} to send a request to; services: {sorted(self.services)}. "
+            f"Use 'http://SERVICE/path' with one of them, or add it with world.add_service({host!r}, ...)"
+        )
+
+    # --- life of nodes ---------------------------------------------------------------
+
+    def crash(self, name: str) -> None:
+        """Crash a node (or every replica of a service) now."""
+        for node_name in self._expand([name]):
+            self.nodes[node_name].crash()
+
+    def restart(self, name: str) -> None:
+        """Restart a crashed node (or every crashed replica of a service) now."""
+        for node_name in self._expand([name]):
+            self.nodes[node_name].restart()
+
+    def _node_crashed(self, node: Node) -> None:
+        for db in self.databases.values():
+            db.client_crashed(node)
+        if self._broker is not None:
+            self._broker.node_crashed(node)
+
+    def _instance_ready(self, instance: Instance) -> None:
+        if self._broker is not None:
+            self._broker.instance_ready(instance)
+
+    def _service_error(self, node: Node, where: str, error: BaseException) -> None:
+        self.record("service.error", node.name, where, type(error).__name__)
+        self.errors.append(
+            ServiceError(self.env.now, node.name, where, type(error).__name__, str(error), format_error(error))
+        )
+
+    # --- running ---------------------------------------------------------------------
+
+    def run(self, until: float | None = None, *, limit: float = 3600.0) -> World:
+        """Advance virtual time.
+
+        ``run(until=t)`` runs to virtual time ``t`` (call again with a later ``t`` to
+        go on). ``run()`` runs until every workload client has finished, or until
+        ``limit`` virtual seconds from now (background consumers never stop by
+        themselves); after it the world is finished.
+
+        Raises:
+            WorldFinishedError: ``until`` is not later than now, or the world already ran to completion.
+        """
+        if self._finished:
+            raise WorldFinishedError(
+                f"this world already ran its workload to completion (t={self.now:.4f}); "
+                f"build a new World(seed={self.seed}) to run again"
+            )
+        if until is not None:
+            if isinstance(until, bool) or not isinstance(until, (int, float)) or not math.isfinite(until):
+                raise InvalidParameterError(f"until={until!r}: use a finite number of virtual seconds")
+            if until <= self.now:
+                raise WorldFinishedError(
+                    f"until={until!r} is not later than now (t={self.now:g}): virtual time only moves forward; "
+                    f"pass a later until, or build a new World(seed={self.seed})"
+                )
+            self.env.run(until=until)
+            return self
+        _seconds("limit", limit, positive=True)
+        pending = [c.done for c in self.clients.values() if not c.done.triggered]
+        deadline = self.env.timeout(limit)
+        if pending:
+            self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
+        else:
+            self.env.run(until=deadline)
+        self._finished = True
+        return self
+
+
+def instance_disk(instance: Instance) -> Store:
+    if instance.disk_store is None:
+        instance.disk_store = Store(instance.world, f"{instance.name}/disk", lock_timeout=2.0)
+    return instance.disk_store
