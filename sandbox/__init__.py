@@ -7,3 +7,4 @@ from .errors import *  # noqa: F403
 from .http import HttpClient, Response, connect_local
 from .storage import Database, Row, Transaction
 from .world import World
+from .broker import Message, Producer, RecordMetadata, consumer

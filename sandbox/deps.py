@@ -170,7 +170,7 @@ async def tracer(request: Request) -> Any:
         return trace.get_tracer("chaos-dojo")
     if node.world.tracing is None:
         return trace.NoOpTracer()
-    return node.world.tracing.tracer
+    return node.world.tracing.tracer_for(node)
 
 
 class _LocalWorldType:

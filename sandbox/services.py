@@ -179,6 +179,7 @@ class Instance(Node):
         }
         world.record("http.request", self.name, caller.name, msg_id, request.method, request.path)
         exchange = _Exchange(self, caller, caller_epoch, msg_id, request)
+        exchange.scope = scope
         task = Task(self, _serve(self.app, scope, request.body, exchange), f"{request.method} {request.path}", exchange.done)
         tracing = world.tracing
         if tracing is not None:
@@ -189,7 +190,7 @@ class Instance(Node):
 class _Exchange:
     """One request being served: collects the ASGI response and sends it back."""
 
-    __slots__ = ("instance", "caller", "caller_epoch", "msg_id", "request", "status", "headers", "body", "span")
+    __slots__ = ("instance", "caller", "caller_epoch", "msg_id", "request", "status", "headers", "body", "span", "scope")
 
     def __init__(self, instance: Instance, caller: Node, caller_epoch: int, msg_id: int, request: HttpRequest) -> None:
         self.instance = instance
@@ -201,6 +202,7 @@ class _Exchange:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body = b""
         self.span: Any = None
+        self.scope: dict[str, Any] = {}
 
     def done(self, task: Task) -> None:
         instance = self.instance
@@ -212,7 +214,8 @@ class _Exchange:
         elif self.status is None:
             self.status, self.headers, self.body = 500, [], b"the app returned without sending a response"
         if self.span is not None:
-            world.tracing.end_server_span(self.span, self.status, task.error)
+            route = getattr(self.scope.get("route"), "path", None)
+            world.tracing.end_server_span(self.span, self.status, task.error, route)
         world.record("http.response", instance.name, self.caller.name, self.msg_id, self.status)
         instance.reply(self.caller, self.caller_epoch, self.msg_id, (self.status, self.headers, self.body), "http.reply")
 

@@ -104,6 +104,10 @@ class World:
         """Append one entry to the event log (plain values only)."""
         self._log.append((self.env.now, kind, *fields))
 
+    def spans(self) -> list[Any]:
+        """The finished OpenTelemetry spans of this run (empty unless ``tracing=True``)."""
+        return self.tracing.spans() if self.tracing is not None else []
+
     def fingerprint(self) -> str:
         """A hash of the full event log: equal for equal seeds, in any process."""
         return self.recorder.fingerprint()
@@ -295,8 +299,8 @@ class World:
             self._broker.node_crashed(node)
 
     def _instance_ready(self, instance: Instance) -> None:
-        if self._broker is not None:
-            self._broker.instance_ready(instance)
+        if getattr(getattr(instance.app, "state", None), "chaos_dojo_consumers", None):
+            self.broker.instance_ready(instance)
 
     def _service_error(self, node: Node, where: str, error: BaseException) -> None:
         self.record("service.error", node.name, where, type(error).__name__)

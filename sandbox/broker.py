@@ -1,0 +1,506 @@
+"""A Kafka-like broker: topics, partitions, keyed messages, consumer groups, committed offsets.
+
+The broker is a node of its own (``kafka``). A service publishes with the producer
+dependency; a message goes to the partition of its key (Kafka's own murmur2
+partitioner), and is durable once acknowledged::
+
+    @app.post("/orders")
+    async def place(order: Order, producer: sandbox.Producer = Depends(sandbox.producer)):
+        await producer.send("orders", order.model_dump(mode="json"), key=order.id)
+
+A service consumes by declaring a consumer on its app; every replica joins the
+group, the group's partitions are shared among the live replicas, and each message
+is handed to the handler, which FastAPI calls like an endpoint (so it can use
+``Depends``)::
+
+    @sandbox.consumer(app, "orders", group="payments")
+    async def on_order(message: sandbox.Message, db: sandbox.Database = Depends(sandbox.database("payments-db"))):
+        ...
+
+Delivery is at least once: the consumer commits a message's offset only after
+its handler returned; a handler that raises, a replica that crashes before the
+commit, or a rebalance hands the same message out again. Handlers must therefore
+be idempotent, which is the point.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from simpy.events import Timeout
+
+from ._runtime import Task, sleep
+from .errors import InvalidParameterError, SimulatedFailure, UnknownNameError
+from .nodes import Node
+from .services import Instance, check_name
+from .storage import plain
+
+if TYPE_CHECKING:
+    from .world import World
+
+BROKER_NODE = "kafka"
+DEFAULT_PARTITIONS = 3
+
+
+class Message(BaseModel):
+    """One message as a consumer handler receives it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    value: Any = None
+    headers: dict[str, str] = {}
+    timestamp: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecordMetadata:
+    """Where an acknowledged message was written."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (the default partitioner's), as a signed 32-bit int."""
+    length = len(data)
+    seed = 0x9747B28C
+    m = 0x5BD1E995
+    r = 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    length4 = length // 4
+    for i in range(length4):
+        i4 = i * 4
+        k = (data[i4] & 0xFF) + ((data[i4 + 1] & 0xFF) << 8) + ((data[i4 + 2] & 0xFF) << 16) + ((data[i4 + 3] & 0xFF) << 24)
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    extra = length % 4
+    index = length & ~3
+    if extra == 3:
+        h ^= (data[index + 2] & 0xFF) << 16
+    if extra >= 2:
+        h ^= (data[index + 1] & 0xFF) << 8
+    if extra >= 1:
+        h ^= data[index] & 0xFF
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key``."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class _Record:
+    offset: int
+    key: str | None
+    value: Any
+    headers: dict[str, str]
+    timestamp: float
+
+
+@dataclass
+class _Group:
+    name: str
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    members: dict[str, float] = field(default_factory=dict)  # member id -> last poll time
+    owners: dict[tuple[str, int], str] = field(default_factory=dict)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A consumer declared on an app: topic, group, and the hidden route of its handler."""
+
+    topic: str
+    group: str
+    path: str
+    poll_interval: float
+    max_records: int
+    retry_backoff: float
+
+
+class Broker(Node):
+    """The broker node: the log of every topic, and every consumer group's offsets."""
+
+    kind = "broker"
+
+    def __init__(self, world: World, *, latency: float = 0.0005, session_timeout: float = 3.0) -> None:
+        if BROKER_NODE in world.nodes or BROKER_NODE in world.services:
+            raise InvalidParameterError(f"the broker's node name {BROKER_NODE!r} is taken by another node")
+        super().__init__(world, BROKER_NODE)
+        world.nodes[BROKER_NODE] = self
+        self.latency = latency
+        self.session_timeout = session_timeout
+        self.topics: dict[str, list[list[_Record]]] = {}
+        self.groups: dict[str, _Group] = {}
+        self._rr: dict[str, int] = {}
+        world.record("broker.start", BROKER_NODE)
+
+    # --- administration and inspection ----------------------------------------------
+
+    def create_topic(self, name: str, partitions: int = DEFAULT_PARTITIONS) -> None:
+        """Create topic ``name`` with ``partitions`` partitions (send() also creates topics)."""
+        check_name(name, "topic")
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise InvalidParameterError(f"partitions={partitions!r} for topic {name!r}: use a whole number >= 1")
+        if name in self.topics:
+            raise InvalidParameterError(f"topic {name!r} already exists with {len(self.topics[name])} partitions")
+        self.topics[name] = [[] for _ in range(partitions)]
+        self.world.record("broker.topic", name, partitions)
+
+    def messages(self, topic: str) -> list[Message]:
+        """Every message of ``topic``, partition by partition, in offset order."""
+        parts = self._topic(topic)
+        return [
+            Message(topic=topic, partition=p, offset=r.offset, key=r.key, value=plain(r.value), headers=dict(r.headers), timestamp=r.timestamp)
+            for p, records in enumerate(parts)
+            for r in records
+        ]
+
+    def committed(self, group: str) -> dict[tuple[str, int], int]:
+        """The committed offsets of ``group``: ``{(topic, partition): next offset to read}``."""
+        g = self.groups.get(group)
+        return dict(sorted(g.committed.items())) if g else {}
+
+    def lag(self, group: str, topic: str) -> int:
+        """How many messages of ``topic`` the group has not committed yet."""
+        g = self.groups.get(group)
+        parts = self._topic(topic)
+        return sum(len(records) - (g.committed.get((topic, p), 0) if g else 0) for p, records in enumerate(parts))
+
+    def rebalance(self, group: str) -> None:
+        """Force a rebalance: every partition is handed out again from its committed offset."""
+        g = self.groups.get(group)
+        if g is None:
+            raise UnknownNameError(f"no consumer group {group!r}; groups: {sorted(self.groups)}")
+        g.owners.clear()
+        g.positions.clear()
+        g.generation += 1
+        self.world.record("broker.rebalance", group, g.generation)
+
+    def _topic(self, topic: str) -> list[list[_Record]]:
+        parts = self.topics.get(topic)
+        if parts is None:
+            raise UnknownNameError(f"no topic {topic!r}; topics: {sorted(self.topics)}")
+        return parts
+
+    # --- node life ----------------------------------------------------------------
+
+    def on_crash(self) -> None:
+        for g in self.groups.values():  # the log and the committed offsets are durable
+            g.members.clear()
+            g.owners.clear()
+            g.positions.clear()
+            g.generation += 1
+
+    def instance_ready(self, instance: Instance) -> None:
+        subscriptions = getattr(getattr(instance.app, "state", None), "chaos_dojo_consumers", None)
+        for sub in subscriptions or ():
+            instance.spawn(_consume(instance, sub), f"consumer {sub.group}/{sub.topic}", _consumer_stopped(instance, sub))
+
+    def node_crashed(self, node: Node) -> None:
+        """A member that crashed stops polling; the session timeout removes it."""
+
+    # --- requests ------------------------------------------------------------------
+
+    def _later(self, fn: Callable[[], None]) -> None:
+        epoch = self.epoch
+
+        def run(_event: Any) -> None:
+            if self.alive and self.epoch == epoch:
+                fn()
+
+        Timeout(self.env, self.latency).callbacks.append(run)
+
+    def handle_produce(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
+        def append() -> None:
+            topic, key, value, headers = request
+            parts = self.topics.get(topic)
+            if parts is None:
+                self.create_topic(topic)
+                parts = self.topics[topic]
+            if key is not None:
+                p = partition_for(key, len(parts))
+            else:
+                p = self._rr.get(topic, 0) % len(parts)
+                self._rr[topic] = p + 1
+            offset = len(parts[p])
+            parts[p].append(_Record(offset, key, value, headers, self.env.now))
+            self.world.record("broker.append", topic, p, offset, key)
+            self.reply(caller, caller_epoch, msg_id, RecordMetadata(topic, p, offset), "broker.ack")
+
+        self._later(append)
+
+    def handle_poll(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
+        def poll() -> None:
+            group_name, member, topic, max_records, rewind = request
+            g = self.groups.get(group_name)
+            if g is None:
+                g = self.groups[group_name] = _Group(group_name)
+            now = self.env.now
+            g.members[member] = now
+            for p in rewind:
+                if g.owners.get((topic, p)) == member:
+                    g.positions[(topic, p)] = g.committed.get((topic, p), 0)
+            self._assign(g, topic)
+            batch: list[tuple[int, _Record]] = []
+            parts = self.topics.get(topic, [])
+            for p, records in enumerate(parts):
+                if g.owners.get((topic, p)) != member:
+                    continue
+                position = g.positions.get((topic, p), g.committed.get((topic, p), 0))
+                take = records[position : position + max_records]
+                if take:
+                    g.positions[(topic, p)] = position + len(take)
+                    batch.extend((p, r) for r in take)
+            for p, r in batch:
+                self.world.record("broker.deliver", group_name, member, topic, p, r.offset)
+            self.reply(caller, caller_epoch, msg_id, (g.generation, batch), "broker.records")
+
+        self._later(poll)
+
+    def _assign(self, g: _Group, topic: str) -> None:
+        now = self.env.now
+        live = sorted(m for m, seen in g.members.items() if now - seen <= self.session_timeout)
+        for m in [m for m in g.members if m not in live]:
+            del g.members[m]
+        if not live:
+            return
+        for p in range(len(self.topics.get(topic, []))):
+            owner = live[p % len(live)]
+            key = (topic, p)
+            if g.owners.get(key) != owner:
+                if key in g.owners:
+                    g.generation += 1
+                    self.world.record("broker.rebalance", g.name, g.generation)
+                g.owners[key] = owner
+                g.positions[key] = g.committed.get(key, 0)
+
+    def handle_commit(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
+        def commit() -> None:
+            group_name, member, topic, p, offset = request
+            g = self.groups.get(group_name)
+            ok = g is not None and g.owners.get((topic, p)) == member
+            if ok:
+                key = (topic, p)
+                if offset > g.committed.get(key, 0):
+                    g.committed[key] = offset
+                self.world.record("broker.commit", group_name, topic, p, offset)
+            else:
+                self.world.record("broker.commit_rejected", group_name, member, topic, p, offset)
+            self.reply(caller, caller_epoch, msg_id, ok, "broker.commit_ack")
+
+        self._later(commit)
+
+
+# --- producing ---------------------------------------------------------------------
+
+
+def _check_send(topic: Any, key: Any, headers: Any) -> dict[str, str]:
+    if not isinstance(topic, str) or not topic:
+        raise InvalidParameterError(f"topic={topic!r}: name the topic with a non-empty str, e.g. 'orders'")
+    if key is not None and not isinstance(key, str):
+        raise InvalidParameterError(f"key={key!r}: message keys are str (or None for round-robin)")
+    out: dict[str, str] = {}
+    for k, v in (headers or {}).items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidParameterError(f"header {k!r}: {v!r}: message headers are str -> str")
+        out[k] = v
+    return out
+
+
+class Producer:
+    """Publishes messages to the broker from one node; ``send`` waits for the acknowledgement."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    async def send(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = 5.0,
+    ) -> RecordMetadata:
+        """Append ``value`` (plain JSON data) to ``topic``; return where it was written.
+
+        Raises:
+            RequestTimeout: no acknowledgement within ``timeout`` (it may have been written).
+        """
+        hdrs = _check_send(topic, key, headers)
+        node = self._node
+        broker = node.world.broker
+        request = (topic, key, plain(value), hdrs)
+        tracing = node.world.tracing
+        span = tracing.producer_span(node, topic) if tracing is not None else None
+        try:
+            meta = await node.call(broker, broker.handle_produce, request, "broker.produce", timeout, f"produce to {topic}")
+        except BaseException as exc:
+            if span is not None:
+                tracing.end_span(span, exc)
+            raise
+        if span is not None:
+            tracing.end_span(span, None)
+        return meta
+
+
+class LocalProducer:
+    """The producer outside a World (FastAPI's TestClient): keeps what was sent in a list."""
+
+    def __init__(self, sent: list[dict[str, Any]]) -> None:
+        self.sent = sent
+
+    async def send(self, topic: str, value: Any, *, key: str | None = None, headers: dict[str, str] | None = None, timeout: float | None = 5.0) -> RecordMetadata:
+        hdrs = _check_send(topic, key, headers)
+        offset = sum(1 for m in self.sent if m["topic"] == topic)
+        self.sent.append({"topic": topic, "key": key, "value": plain(value), "headers": hdrs})
+        return RecordMetadata(topic, 0, offset)
+
+
+# --- consuming ---------------------------------------------------------------------
+
+
+def consumer(
+    app: Any,
+    topic: str,
+    *,
+    group: str,
+    poll_interval: float = 0.05,
+    max_records: int = 10,
+    retry_backoff: float = 0.1,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a consumer of ``topic`` in consumer group ``group`` on a FastAPI app.
+
+    The decorated ``async def handler(message: sandbox.Message, ...)`` runs once per
+    delivered message (at least once: see the module docstring). It may use
+    ``Depends`` like an endpoint. Returning commits the message's offset; raising
+    leaves it uncommitted, and it is delivered again after ``retry_backoff`` seconds.
+    """
+    check_name(group, "consumer group")
+    if not isinstance(topic, str) or not topic:
+        raise InvalidParameterError(f"topic={topic!r}: name the topic with a non-empty str")
+    for name, value in (("poll_interval", poll_interval), ("retry_backoff", retry_backoff)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise InvalidParameterError(f"{name}={value!r}: use a number of seconds > 0")
+    if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
+        raise InvalidParameterError(f"max_records={max_records!r}: use a whole number >= 1")
+
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        path = f"/_chaos_dojo/consumers/{group}/{topic}"
+        app.post(path, include_in_schema=False)(handler)
+        subs = getattr(app.state, "chaos_dojo_consumers", None)
+        if subs is None:
+            subs = app.state.chaos_dojo_consumers = []
+        subs.append(Subscription(topic, group, path, float(poll_interval), max_records, float(retry_backoff)))
+        return handler
+
+    return register
+
+
+def _consumer_stopped(instance: Instance, sub: Subscription) -> Callable[[Task], None]:
+    def stopped(task: Task) -> None:
+        if task.error is not None:
+            instance.world._service_error(instance, f"consumer {sub.group}/{sub.topic}", task.error)
+
+    return stopped
+
+
+async def _consume(instance: Instance, sub: Subscription) -> None:
+    """One replica's consumer loop: poll, hand each message to the handler, commit."""
+    world = instance.world
+    broker = world.broker
+    member = f"{instance.name}#{instance.epoch}"
+    rewind: list[int] = []
+    while True:
+        try:
+            _generation, batch = await instance.call(
+                broker, broker.handle_poll, (sub.group, member, sub.topic, sub.max_records, tuple(rewind)), "broker.poll", 2.0, "poll"
+            )
+        except SimulatedFailure:
+            await sleep(sub.poll_interval)
+            continue
+        rewind = []
+        if not batch:
+            await sleep(sub.poll_interval)
+            continue
+        failed: set[int] = set()
+        for p, record in batch:
+            if p in failed:
+                continue
+            message = Message(
+                topic=sub.topic, partition=p, offset=record.offset, key=record.key,
+                value=plain(record.value), headers=dict(record.headers), timestamp=record.timestamp,
+            )
+            ok = await _handle(instance, sub, message)
+            if not ok:
+                failed.add(p)
+                rewind.append(p)
+                continue
+            try:
+                committed = await instance.call(
+                    broker, broker.handle_commit, (sub.group, member, sub.topic, p, record.offset + 1), "broker.commit", 2.0, "commit"
+                )
+            except SimulatedFailure:
+                committed = False
+            if not committed:
+                failed.add(p)
+                rewind.append(p)
+        if rewind:
+            await sleep(sub.retry_backoff)
+
+
+async def _handle(instance: Instance, sub: Subscription, message: Message) -> bool:
+    """Call the handler through the app (in-process, like a framework would); True if it succeeded."""
+    body = json.dumps(message.model_dump(mode="json")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in message.headers.items()]
+    status = 0
+    world = instance.world
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(event: dict[str, Any]) -> None:
+        nonlocal status
+        if event["type"] == "http.response.start":
+            status = event["status"]
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+        "method": "POST", "scheme": "http", "path": sub.path, "raw_path": sub.path.encode(), "root_path": "",
+        "query_string": b"", "headers": headers, "server": (instance.name, 80), "client": (BROKER_NODE, 9092),
+        "state": dict(instance._state),
+    }
+    tracing = world.tracing
+    span = tracing.consumer_span(instance, message) if tracing is not None else None
+    world.record("consumer.handle", instance.name, sub.group, message.topic, message.partition, message.offset)
+    error: BaseException | None = None
+    try:
+        await instance.app(scope, receive, send)
+    except Exception as exc:  # the handler raised: the message stays uncommitted
+        error = exc
+        world._service_error(instance, f"consumer {sub.group}/{sub.topic} offset {message.offset}", exc)
+    ok = error is None and 200 <= status < 300
+    if span is not None:
+        tracing.end_consumer_span(span, ok, error)
+    if not ok:
+        world.record("consumer.failed", instance.name, sub.group, message.topic, message.partition, message.offset, status)
+    return ok
+

@@ -1,0 +1,337 @@
+"""Tracing with the OpenTelemetry SDK, in virtual time, with seeded ids.
+
+``World(seed, tracing=True)`` gives the world its own OpenTelemetry set-up (never
+the global one): a ``TracerProvider`` per node, so that each span carries its
+service's resource (``service.name``, ``service.instance.id``) as it would in
+production, all sharing one seeded id generator and one in-memory exporter.
+Timestamps are virtual time (``clocks.EPOCH`` + ``world.now``), so a trace replays
+exactly from its seed.
+
+What the sandbox instruments by itself, as OpenTelemetry's instrumentation
+libraries would:
+
+* the HTTP client: a CLIENT span per request, and the W3C ``traceparent`` header
+  injected into the request;
+* the HTTP server: a SERVER span per request, child of the incoming ``traceparent``;
+* database calls (CLIENT spans) and broker sends (PRODUCER spans);
+* consumer handlers: a CONSUMER span per message, child of the ``traceparent``
+  message header if the producer put one there (the producer does not add it by
+  itself: carrying context through Kafka is the service's job).
+
+Service code adds its own spans with the tracer dependency::
+
+    @app.post("/orders")
+    async def place(order: Order, tracer: Tracer = Depends(sandbox.tracer)):
+        with tracer.start_as_current_span("check-stock") as span:
+            span.set_attribute("order.sku", order.sku)
+
+``world.spans()`` returns the finished spans; ``world.tracing.otlp_json()`` exports
+them as OTLP/JSON (the body an OTLP/HTTP collector accepts).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.json_format import MessageToDict
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation import set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .clocks import EPOCH
+
+if TYPE_CHECKING:
+    from ._runtime import Task
+    from .broker import Message
+    from .http import HttpRequest
+    from .nodes import Node
+    from .world import World
+
+PROPAGATOR = TraceContextTextMapPropagator()
+SCOPE = "chaos-dojo.sandbox"
+
+
+class SeededIdGenerator(IdGenerator):
+    """Trace and span ids drawn from one of the world's seeded streams."""
+
+    def __init__(self, rng: Any) -> None:
+        self._rng = rng
+
+    def generate_span_id(self) -> int:
+        while True:
+            value = self._rng.getrandbits(64)
+            if value:
+                return value
+
+    def generate_trace_id(self) -> int:
+        while True:
+            value = self._rng.getrandbits(128)
+            if value:
+                return value
+
+
+class VirtualSpan(trace.Span):
+    """An SDK span whose end, events and exceptions are stamped with virtual time."""
+
+    def __init__(self, span: trace.Span, tracing: Tracing) -> None:
+        self._span = span
+        self._tracing = tracing
+
+    def end(self, end_time: int | None = None) -> None:
+        self._span.end(end_time=end_time if end_time is not None else self._tracing.now_ns())
+
+    def get_span_context(self) -> trace.SpanContext:
+        return self._span.get_span_context()
+
+    def set_attributes(self, attributes: Any) -> None:
+        self._span.set_attributes(attributes)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self._span.set_attribute(key, value)
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        self._span.add_event(name, attributes, timestamp if timestamp is not None else self._tracing.now_ns())
+
+    def add_link(self, context: trace.SpanContext, attributes: Any = None) -> None:
+        self._span.add_link(context, attributes)
+
+    def update_name(self, name: str) -> None:
+        self._span.update_name(name)
+
+    def is_recording(self) -> bool:
+        return self._span.is_recording()
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self._span.set_status(status, description)
+
+    def record_exception(self, exception: BaseException, attributes: Any = None, timestamp: int | None = None, escaped: bool = False) -> None:
+        self._span.record_exception(exception, attributes, timestamp if timestamp is not None else self._tracing.now_ns(), escaped)
+
+    @property
+    def name(self) -> str:
+        return self._span.name  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"<VirtualSpan {self._span!r}>"
+
+
+class VirtualTracer(trace.Tracer):
+    """A tracer whose spans start and end in virtual time (the ``sandbox.tracer`` dependency)."""
+
+    def __init__(self, tracer: trace.Tracer, tracing: Tracing) -> None:
+        self._tracer = tracer
+        self._tracing = tracing
+
+    def start_span(
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Sequence[trace.Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> VirtualSpan:
+        span = self._tracer.start_span(
+            name, context, kind, attributes, links,
+            start_time if start_time is not None else self._tracing.now_ns(),
+            record_exception, set_status_on_exception,
+        )
+        return VirtualSpan(span, self._tracing)
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Sequence[trace.Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[VirtualSpan]:
+        span = self.start_span(name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception)
+        with trace.use_span(span, end_on_exit=end_on_exit, record_exception=record_exception, set_status_on_exception=set_status_on_exception) as current:
+            yield current  # type: ignore[misc]
+
+
+class _NodeTracer:
+    __slots__ = ("raw", "virtual")
+
+    def __init__(self, raw: trace.Tracer, virtual: VirtualTracer) -> None:
+        self.raw = raw
+        self.virtual = virtual
+
+
+class Tracing:
+    """A world's OpenTelemetry set-up: per-node providers, one id generator, one exporter."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.exporter = InMemorySpanExporter()
+        self.id_generator = SeededIdGenerator(world.streams["tracing"])
+        self._processor = SimpleSpanProcessor(self.exporter)
+        self.providers: dict[str, TracerProvider] = {}
+        self._tracers: dict[str, _NodeTracer] = {}
+
+    def now_ns(self) -> int:
+        return round((EPOCH + self.world.env.now) * 1e9)
+
+    def provider(self, node: Node) -> TracerProvider:
+        """The TracerProvider of one node (its resource names its service and replica)."""
+        provider = self.providers.get(node.name)
+        if provider is None:
+            service = getattr(getattr(node, "service", None), "name", node.name)
+            resource = Resource(
+                {"service.name": service, "service.instance.id": node.name, "chaos_dojo.node.kind": node.kind}
+            )
+            provider = TracerProvider(
+                sampler=ALWAYS_ON, resource=resource, shutdown_on_exit=False, id_generator=self.id_generator
+            )
+            provider.add_span_processor(self._processor)
+            self.providers[node.name] = provider
+        return provider
+
+    def _node_tracer(self, node: Node) -> _NodeTracer:
+        nt = self._tracers.get(node.name)
+        if nt is None:
+            raw = self.provider(node).get_tracer(SCOPE)
+            nt = self._tracers[node.name] = _NodeTracer(raw, VirtualTracer(raw, self))
+        return nt
+
+    def tracer_for(self, node: Node) -> VirtualTracer:
+        """The tracer service code on ``node`` gets from ``Depends(sandbox.tracer)``."""
+        return self._node_tracer(node).virtual
+
+    # --- automatic instrumentation -----------------------------------------------------
+
+    def _start(self, node: Node, name: str, kind: SpanKind, parent: otel_context.Context | None, attributes: dict[str, Any]) -> trace.Span:
+        return self._node_tracer(node).raw.start_span(name, parent, kind, attributes, start_time=self.now_ns())
+
+    def end_span(self, span: trace.Span, error: BaseException | None) -> None:
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            if isinstance(error, Exception):
+                span.record_exception(error, timestamp=self.now_ns())
+        span.end(end_time=self.now_ns())
+
+    def client_span(self, node: Node, request: HttpRequest) -> trace.Span:
+        """Start the CLIENT span of an outgoing request and put its traceparent in the headers."""
+        span = self._start(
+            node, request.method, SpanKind.CLIENT, None,
+            {"http.request.method": request.method, "url.full": request.url, "server.address": request.host},
+        )
+        carrier: dict[str, str] = {}
+        PROPAGATOR.inject(carrier, set_span_in_context(span))
+        request.headers = [h for h in request.headers if h[0] not in (b"traceparent", b"tracestate")]
+        request.headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items())
+        return span
+
+    def end_client_span(self, span: trace.Span, status: int | None, error: BaseException | None) -> None:
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                span.set_status(Status(StatusCode.ERROR))
+        self.end_span(span, error)
+
+    def server_span(self, node: Node, task: Task, request: HttpRequest) -> trace.Span:
+        """Start the SERVER span of an incoming request, child of its traceparent, current in ``task``."""
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers if k in (b"traceparent", b"tracestate")}
+        parent = PROPAGATOR.extract(carrier) if carrier else None
+        span = self._start(
+            node, f"{request.method} {request.path}", SpanKind.SERVER, parent,
+            {"http.request.method": request.method, "url.path": request.path, "url.scheme": "http"},
+        )
+        task.ctx.run(otel_context.attach, set_span_in_context(span))
+        return span
+
+    def end_server_span(self, span: trace.Span, status: int, error: BaseException | None, route: str | None) -> None:
+        if route:
+            method = span.attributes.get("http.request.method") if hasattr(span, "attributes") else None
+            span.update_name(f"{method} {route}")
+            span.set_attribute("http.route", route)
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+        self.end_span(span, error)
+
+    def db_span(self, node: Node, database: str, op: tuple) -> trace.Span:
+        table = op[2] if len(op) > 2 and isinstance(op[2], str) and op[0] not in ("begin",) else None
+        name = f"{op[0]} {table}" if table else op[0]
+        attributes = {"db.system.name": "chaos-dojo", "db.namespace": database, "db.operation.name": op[0]}
+        if table:
+            attributes["db.collection.name"] = table
+        return self._start(node, name, SpanKind.CLIENT, None, attributes)
+
+    def producer_span(self, node: Node, topic: str) -> trace.Span:
+        return self._start(
+            node, f"send {topic}", SpanKind.PRODUCER, None,
+            {"messaging.system": "kafka", "messaging.destination.name": topic, "messaging.operation.type": "send"},
+        )
+
+    def consumer_span(self, node: Node, message: Message) -> tuple[trace.Span, object]:
+        """Start the CONSUMER span of one delivered message and make it current."""
+        carrier = {k.lower(): v for k, v in message.headers.items() if k.lower() in ("traceparent", "tracestate")}
+        parent = PROPAGATOR.extract(carrier) if carrier else otel_context.Context()
+        span = self._start(
+            node, f"process {message.topic}", SpanKind.CONSUMER, parent,
+            {
+                "messaging.system": "kafka", "messaging.destination.name": message.topic,
+                "messaging.operation.type": "process", "messaging.destination.partition.id": str(message.partition),
+                "messaging.kafka.offset": message.offset,
+            },
+        )
+        token = otel_context.attach(set_span_in_context(span))
+        return span, token
+
+    def end_consumer_span(self, handle: tuple[trace.Span, object], ok: bool, error: BaseException | None) -> None:
+        span, token = handle
+        otel_context.detach(token)
+        if not ok and error is None:
+            span.set_status(Status(StatusCode.ERROR, "handler did not succeed"))
+        self.end_span(span, error)
+
+    # --- reading and exporting -----------------------------------------------------------
+
+    def spans(self) -> list[ReadableSpan]:
+        """Every finished span, in the order they ended."""
+        return list(self.exporter.get_finished_spans())
+
+    def otlp(self) -> Any:
+        """The finished spans as an OTLP ``ExportTraceServiceRequest`` protobuf message."""
+        return encode_spans(self.spans())
+
+    def otlp_json(self, indent: int | None = None) -> str:
+        """The finished spans as OTLP/JSON: the protobuf JSON mapping, ids in hex, enums as ints."""
+        as_dict = MessageToDict(self.otlp(), use_integers_for_enums=True)
+        _hex_ids(as_dict)
+        return json.dumps(as_dict, indent=indent, sort_keys=False)
+
+
+def _hex_ids(node: Any) -> None:
+    """OTLP/JSON writes trace and span ids as hex, not as protobuf JSON's base64."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                node[key] = base64.b64decode(value).hex()
+            else:
+                _hex_ids(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hex_ids(item)
