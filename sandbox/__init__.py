@@ -1,10 +1,124 @@
-"""Chaos Dojo's sandbox: a deterministic simulated datacenter that runs real FastAPI services."""
+"""Chaos Dojo's sandbox: a deterministic simulated datacenter that runs real FastAPI services.
+
+Build a world from a seed, host FastAPI apps on its nodes, give them databases and
+a Kafka-like broker, drive them with workload clients, and read what happened::
+
+    import sandbox
+    from fastapi import Depends, FastAPI
+
+    def create_app():
+        app = FastAPI()
+
+        @app.post("/orders", status_code=201)
+        async def place(order: dict, db: sandbox.Database = Depends(sandbox.database("orders-db"))):
+            await db.put("orders", order["id"], order)
+            return order
+
+        return app
+
+    world = sandbox.World(seed=7)
+    world.add_database("orders-db")
+    world.add_service("orders", create_app, replicas=2)
+
+    async def shopper(client: sandbox.Client):
+        async with client.operation("place", {"id": "o1"}) as op:
+            r = await client.http.post("http://orders/orders", json={"id": "o1"})
+            op.ok(r.json())
+
+    world.add_client("shopper-0", shopper)
+    world.run()
+    world.fingerprint()   # the same for seed 7 in every process
+
+Everything public is importable from ``sandbox``; the submodules hold the details.
+"""
+
 from __future__ import annotations
 
 from ._runtime import sleep
+from .broker import Broker, Message, Producer, RecordMetadata, consumer
+from .clients import Client, Operation
+from .clocks import Clock
 from .deps import clock, database, disk, http_client, producer, tracer
-from .errors import *  # noqa: F403
+from .errors import (
+    BadSeedError,
+    ConfigError,
+    DuplicateKey,
+    DuplicateNameError,
+    ForeignAwaitError,
+    InvalidParameterError,
+    InvalidReplicasError,
+    LockTimeout,
+    NodeCrashed,
+    NotInSandboxError,
+    RequestTimeout,
+    SandboxError,
+    SimulatedFailure,
+    TransactionAborted,
+    UnknownNameError,
+    UnknownServiceError,
+    VersionConflict,
+    WorldFinishedError,
+)
+from .history import History, Op
 from .http import HttpClient, Response, connect_local
-from .storage import Database, Row, Transaction
+from .network import LinkState, Network
+from .nodes import Node
+from .services import Service, ServiceError
+from .storage import Database, Row, Store, Transaction
 from .world import World
-from .broker import Message, Producer, RecordMetadata, consumer
+
+__all__ = [
+    # the world
+    "World",
+    "Node",
+    "Service",
+    "ServiceError",
+    "Network",
+    "LinkState",
+    "Clock",
+    "History",
+    "Op",
+    # service code
+    "sleep",
+    "database",
+    "disk",
+    "http_client",
+    "producer",
+    "clock",
+    "tracer",
+    "consumer",
+    "connect_local",
+    "Database",
+    "Transaction",
+    "Row",
+    "Store",
+    "HttpClient",
+    "Response",
+    "Producer",
+    "RecordMetadata",
+    "Message",
+    "Broker",
+    # workload clients
+    "Client",
+    "Operation",
+    # errors: misuse
+    "SandboxError",
+    "ConfigError",
+    "BadSeedError",
+    "DuplicateNameError",
+    "UnknownNameError",
+    "UnknownServiceError",
+    "InvalidReplicasError",
+    "InvalidParameterError",
+    "WorldFinishedError",
+    "ForeignAwaitError",
+    "NotInSandboxError",
+    # errors: simulated failures
+    "SimulatedFailure",
+    "RequestTimeout",
+    "NodeCrashed",
+    "LockTimeout",
+    "VersionConflict",
+    "DuplicateKey",
+    "TransactionAborted",
+]
