@@ -25,16 +25,12 @@ inside a library:
 from __future__ import annotations
 
 import asyncio
-import math
-import sys
-import types
 from collections.abc import Callable, Coroutine
-from contextvars import ContextVar, copy_context
+from contextvars import Context, ContextVar, copy_context
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import sniffio
-from anyio.abc import AsyncBackend
 from simpy.events import Event
 
 from .errors import ForeignAwaitError, NotInSandboxError
@@ -46,6 +42,8 @@ BACKEND_NAME = "chaosdojo"
 
 # The node whose code is running in the current task (None outside the sandbox).
 current_node: ContextVar[Node | None] = ContextVar("chaos_dojo_current_node", default=None)
+# The task whose coroutine is running (None outside the sandbox).
+current_task: ContextVar[Task | None] = ContextVar("chaos_dojo_current_task", default=None)
 
 _get_running_loop = asyncio.events._get_running_loop
 _set_running_loop = asyncio.events._set_running_loop
@@ -165,9 +163,14 @@ class Task:
     ``on_done(task)`` is called once, when the coroutine returns or raises; the
     outcome is in ``task.result`` / ``task.error``. ``kill()`` (a crash) abandons
     the coroutine: ``on_done`` is not called and nothing it awaited resumes it.
+    ``cancel(exc)`` throws ``exc`` in at the task's current await (or its next one,
+    if it is running), as a cancel scope does.
     """
 
-    __slots__ = ("node", "coro", "ctx", "name", "on_done", "alive", "result", "error", "finished")
+    __slots__ = (
+        "node", "coro", "ctx", "name", "on_done", "alive", "result", "error", "finished",
+        "_waiting", "_cancel_pending", "_done_event",
+    )
 
     def __init__(
         self,
@@ -175,6 +178,7 @@ class Task:
         coro: Coroutine[Any, Any, Any],
         name: str,
         on_done: Callable[[Task], None] | None = None,
+        context: Context | None = None,
     ) -> None:
         self.node = node
         self.coro = coro
@@ -184,24 +188,46 @@ class Task:
         self.finished = False
         self.result: Any = None
         self.error: BaseException | None = None
-        self.ctx = copy_context()
-        self.ctx.run(_enter_task, node)
+        self._waiting: Event | None = None
+        self._cancel_pending: BaseException | None = None
+        self._done_event: Event | None = None
+        self.ctx = copy_context() if context is None else context
+        self.ctx.run(_enter_task, node, self)
         node.tasks[id(self)] = self
 
     def start(self) -> Task:
         self._step(None, None)
         return self
 
+    def done_event(self) -> Event:
+        """A SimPy event that fires when the coroutine has returned or raised."""
+        if self._done_event is None:
+            self._done_event = Event(self.node.env)
+            if self.finished:
+                self._done_event.succeed(self)
+        return self._done_event
+
     def _resume(self, event: Event) -> None:
-        if not self.alive:
+        if event is not self._waiting or not self.alive:
             if not event._ok:
                 event.defused = True
             return
+        self._waiting = None
         if event._ok:
             self._step(event._value, None)
         else:
             event.defused = True
             self._step(None, event._value)
+
+    def cancel(self, exc: BaseException) -> None:
+        """Throw ``exc`` into the coroutine at its current (or next) await."""
+        if not self.alive:
+            return
+        if self._waiting is None:
+            self._cancel_pending = exc
+            return
+        self._waiting = None
+        self._step(None, exc)
 
     def _step(self, value: Any, error: BaseException | None) -> None:
         ctx_run = self.ctx.run
@@ -223,8 +249,12 @@ class Task:
             finally:
                 _set_running_loop(saved)
             if isinstance(yielded, Event):
+                if self._cancel_pending is not None:
+                    value, error, self._cancel_pending = None, self._cancel_pending, None
+                    continue
                 callbacks = yielded.callbacks
                 if callbacks is not None:
+                    self._waiting = yielded
                     callbacks.append(self._resume)
                     return
                 # Already processed: resume with its outcome right away.
@@ -249,12 +279,15 @@ class Task:
         self.node.tasks.pop(id(self), None)
         if self.on_done is not None:
             self.on_done(self)
+        if self._done_event is not None:
+            self._done_event.succeed(self)
 
     def kill(self) -> None:
         """Abandon the coroutine as a crash would: no result, no resumption."""
         if not self.alive:
             return
         self.alive = False
+        self._waiting = None
         self.node.tasks.pop(id(self), None)
         saved = _get_running_loop()
         _set_running_loop(STAND_IN_LOOP)
@@ -279,125 +312,11 @@ class ProcessKilled(BaseException):
     """
 
 
-def _enter_task(node: Node) -> None:
+def _enter_task(node: Node, task: Task) -> None:
     current_node.set(node)
+    current_task.set(task)
     sniffio.current_async_library_cvar.set(BACKEND_NAME)
 
 
-# --- the anyio backend -----------------------------------------------------------------
-
-
-class _Cancelled(BaseException):
-    """Cancellation inside the sandbox (never raised: cancel scopes are no-ops)."""
-
-
-class _CancelScope(anyio.CancelScope):
-    """A cancel scope that never cancels: sandbox tasks end by finishing or by a crash."""
-
-    __slots__ = ("_deadline", "_shield", "_cancel_called")
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> _CancelScope:
-        return object.__new__(cls)
-
-    def __init__(self, deadline: float = math.inf, shield: bool = False) -> None:
-        self._deadline = deadline
-        self._shield = shield
-        self._cancel_called = False
-
-    def __enter__(self) -> _CancelScope:
-        return self
-
-    def __exit__(self, *exc: Any) -> bool:
-        return False
-
-    def cancel(self, reason: str | None = None) -> None:
-        self._cancel_called = True
-
-    @property
-    def deadline(self) -> float:
-        return self._deadline
-
-    @deadline.setter
-    def deadline(self, value: float) -> None:
-        self._deadline = value
-
-    @property
-    def cancel_called(self) -> bool:
-        return self._cancel_called
-
-    @property
-    def cancelled_caught(self) -> bool:
-        return False
-
-    @property
-    def shield(self) -> bool:
-        return self._shield
-
-    @shield.setter
-    def shield(self, value: bool) -> None:
-        self._shield = value
-
-
-class SandboxBackend(AsyncBackend):
-    """anyio's view of a sandbox task: virtual time, inline 'threads', no-op cancel scopes."""
-
-    @classmethod
-    def current_time(cls) -> float:
-        return require_node("anyio.current_time()").world.env.now
-
-    @classmethod
-    def cancelled_exception_class(cls) -> type[BaseException]:
-        return _Cancelled
-
-    @classmethod
-    async def checkpoint(cls) -> None:
-        return None
-
-    @classmethod
-    async def checkpoint_if_cancelled(cls) -> None:
-        return None
-
-    @classmethod
-    async def cancel_shielded_checkpoint(cls) -> None:
-        return None
-
-    @classmethod
-    async def sleep(cls, delay: float) -> None:
-        await sleep(delay)
-
-    @classmethod
-    def create_cancel_scope(cls, *, deadline: float = math.inf, shield: bool = False) -> _CancelScope:
-        return _CancelScope(deadline=deadline, shield=shield)
-
-    @classmethod
-    def current_effective_deadline(cls) -> float:
-        return math.inf
-
-    @classmethod
-    async def run_sync_in_worker_thread(cls, func, args, abandon_on_cancel=False, limiter=None):  # type: ignore[override]
-        return func(*args)
-
-    @classmethod
-    def check_cancelled(cls) -> None:
-        return None
-
-
-def _refuse_method(name: str) -> classmethod:
-    def refuse(cls: type, *args: Any, **kwargs: Any) -> Any:
-        raise ForeignAwaitError(
-            f"service code used anyio.{name.removeprefix('create_')}, which the sandbox does not "
-            f"simulate: {_suggestion(name)}"
-        )
-
-    return classmethod(refuse)
-
-
-for _name in sorted(AsyncBackend.__abstractmethods__):
-    if _name not in SandboxBackend.__dict__:
-        setattr(SandboxBackend, _name, _refuse_method(_name))
-SandboxBackend.__abstractmethods__ = frozenset()
-
-# anyio finds a backend named "x" as the module anyio._backends._x with a `backend_class`.
-_backend_module = types.ModuleType(f"anyio._backends._{BACKEND_NAME}")
-_backend_module.backend_class = SandboxBackend  # type: ignore[attr-defined]
-sys.modules.setdefault(_backend_module.__name__, _backend_module)
+# The anyio backend (imported for its effect: anyio finds it by name).
+from . import _anyio  # noqa: E402,F401

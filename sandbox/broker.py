@@ -483,7 +483,7 @@ async def _handle(instance: Instance, sub: Subscription, message: Message) -> bo
             status = event["status"]
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
         "method": "POST", "scheme": "http", "path": sub.path, "raw_path": sub.path.encode(), "root_path": "",
         "query_string": b"", "headers": headers, "server": (instance.name, 80), "client": (BROKER_NODE, 9092),
         "state": dict(instance._state),

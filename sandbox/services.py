@@ -164,7 +164,7 @@ class Instance(Node):
             return
         scope = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": "1.1",
             "method": request.method,
             "scheme": "http",
@@ -190,7 +190,10 @@ class Instance(Node):
 class _Exchange:
     """One request being served: collects the ASGI response and sends it back."""
 
-    __slots__ = ("instance", "caller", "caller_epoch", "msg_id", "request", "status", "headers", "body", "span", "scope")
+    __slots__ = (
+        "instance", "caller", "caller_epoch", "msg_id", "request", "status", "headers", "body", "span", "scope",
+        "complete", "on_complete",
+    )
 
     def __init__(self, instance: Instance, caller: Node, caller_epoch: int, msg_id: int, request: HttpRequest) -> None:
         self.instance = instance
@@ -203,6 +206,8 @@ class _Exchange:
         self.body = b""
         self.span: Any = None
         self.scope: dict[str, Any] = {}
+        self.complete = False
+        self.on_complete: Event | None = None
 
     def done(self, task: Task) -> None:
         instance = self.instance
@@ -222,14 +227,21 @@ class _Exchange:
 
 async def _serve(app: Any, scope: dict[str, Any], body: bytes, exchange: _Exchange) -> None:
     received = False
+    finished: Event | None = None
+    env = exchange.instance.env
 
     async def receive() -> dict[str, Any]:
-        nonlocal received
+        nonlocal received, finished
         if not received:
             received = True
             return {"type": "http.request", "body": body, "more_body": False}
-        # The client stays connected: a later receive (Request.is_disconnected) finds no news.
-        return {"type": "http.request", "body": b"", "more_body": False}
+        # As under uvicorn: later receives wait until the response is complete, then
+        # report the client gone (the caller never disconnects early here).
+        if not exchange.complete:
+            finished = Event(env)
+            exchange.on_complete = finished
+            await WaitEvent(finished)
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -238,6 +250,10 @@ async def _serve(app: Any, scope: dict[str, Any], body: bytes, exchange: _Exchan
             exchange.headers = list(message.get("headers", ()))
         elif kind == "http.response.body":
             exchange.body += message.get("body", b"")
+            if not message.get("more_body", False):
+                exchange.complete = True
+                if exchange.on_complete is not None and not exchange.on_complete.triggered:
+                    exchange.on_complete.succeed()
 
     await app(scope, receive, send)
 

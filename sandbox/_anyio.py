@@ -1,0 +1,295 @@
+"""anyio's view of sandbox code: a small backend that runs in virtual time.
+
+FastAPI and Starlette use anyio for cancel scopes (around ``yield`` dependencies),
+thread pools (for plain ``def`` endpoints and dependencies), events, memory
+streams and task groups (``@app.middleware("http")``). anyio finds a backend by
+the name sniffio reports, as the module ``anyio._backends._<name>`` with a
+``backend_class``; each sandbox task reports ``chaosdojo``, so anyio calls the
+``SandboxBackend`` below:
+
+* "run in a worker thread" runs the function inline, so ``def`` code works and
+  stays deterministic;
+* ``anyio.sleep`` is virtual; events and task groups are sandbox tasks and SimPy
+  events; cancelling a task group's scope cancels its child tasks;
+* anything else (sockets, subprocesses, signals) fails with ``ForeignAwaitError``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import anyio
+from anyio.abc import AsyncBackend
+from simpy.events import AllOf, Event
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+from ._runtime import BACKEND_NAME, Task, WaitEvent, _suggestion, current_node, current_task, require_node, sleep
+from .errors import ForeignAwaitError
+
+
+class Cancelled(BaseException):
+    """Raised inside a sandbox task whose cancel scope was cancelled."""
+
+
+class _CancelScope(anyio.CancelScope):
+    """A cancel scope: cancelling it throws ``Cancelled`` into the task that entered it (at
+    its current or next await inside the scope) and into a task group's child tasks."""
+
+    __slots__ = ("_deadline", "_shield", "_cancel_called", "_group", "_host", "_exc", "_caught")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _CancelScope:
+        return object.__new__(cls)
+
+    def __init__(self, deadline: float = math.inf, shield: bool = False) -> None:
+        self._deadline = deadline
+        self._shield = shield
+        self._cancel_called = False
+        self._group: _TaskGroup | None = None
+        self._host: Task | None = None
+        self._exc: Cancelled | None = None
+        self._caught = False
+
+    def __enter__(self) -> _CancelScope:
+        self._host = current_task.get()
+        if self._cancel_called:
+            self._deliver()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        self._leave()
+        if exc is not None and exc is self._exc:
+            self._caught = True
+            return True
+        return False
+
+    def _leave(self) -> None:
+        host, self._host = self._host, None
+        if host is not None and self._exc is not None and host._cancel_pending is self._exc:
+            host._cancel_pending = None  # the scope ends before its cancellation arrived
+
+    def _deliver(self) -> None:
+        if self._exc is None:
+            self._exc = Cancelled("cancel scope cancelled")
+        if self._host is not None:
+            self._host.cancel(self._exc)
+
+    def cancel(self, reason: str | None = None) -> None:
+        if self._cancel_called:
+            return
+        self._cancel_called = True
+        if self._group is not None:
+            self._group._cancel_children()
+        self._deliver()
+
+    @property
+    def deadline(self) -> float:
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self._deadline = value
+
+    @property
+    def cancel_called(self) -> bool:
+        return self._cancel_called
+
+    @property
+    def cancelled_caught(self) -> bool:
+        return self._caught
+
+    @property
+    def shield(self) -> bool:
+        return self._shield
+
+    @shield.setter
+    def shield(self, value: bool) -> None:
+        self._shield = value
+
+
+class _Event(anyio.Event):
+    """An anyio Event backed by a SimPy event."""
+
+    __slots__ = ("_flag", "_simpy", "_env")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Event:
+        return object.__new__(cls)
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._simpy: Event | None = None
+        self._env = require_node("anyio.Event()").env
+
+    def set(self) -> None:
+        if self._flag:
+            return
+        self._flag = True
+        if self._simpy is not None:
+            self._simpy.succeed()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self) -> None:
+        if self._flag:
+            return
+        if self._simpy is None:
+            self._simpy = Event(self._env)
+        await WaitEvent(self._simpy)
+
+    def statistics(self) -> Any:
+        from anyio import EventStatistics
+
+        waiting = len(self._simpy.callbacks or ()) if self._simpy is not None else 0
+        return EventStatistics(tasks_waiting=waiting)
+
+
+class _TaskGroup(anyio.abc.TaskGroup):
+    """Child tasks on the same node; leaving the block waits for all of them."""
+
+    def __init__(self) -> None:
+        self.cancel_scope = _CancelScope()
+        self.cancel_scope._group = self
+        self._children: list[Task] = []
+
+    async def __aenter__(self) -> _TaskGroup:
+        self.cancel_scope.__enter__()
+        return self
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], *, name: object = None, context: Any = None) -> Task:
+        node = require_node("a task group")
+        task = Task(node, coro, str(name or getattr(coro, "__qualname__", "task")), context=context)
+        self._children.append(task)
+        if self.cancel_scope.cancel_called:
+            task._cancel_pending = Cancelled("task group cancelled")
+        # Like asyncio, a new task starts on the next turn of the loop, not inside the caller.
+        starter = Event(node.env)
+        starter.callbacks.append(lambda _event: task.start() if task.alive else None)
+        starter.succeed()
+        return task
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: object = None) -> Task:  # type: ignore[override]
+        return self.create_task(func(*args), name=name or getattr(func, "__qualname__", None))
+
+    async def start(self, func: Callable[..., Any], *args: Any, name: object = None, **kwargs: Any) -> Any:
+        raise ForeignAwaitError(
+            "TaskGroup.start() (waiting for a task to report readiness) is not simulated: use start_soon()"
+        )
+
+    def _cancel_children(self) -> None:
+        for task in list(self._children):
+            if task.alive:
+                task.cancel(Cancelled())
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        scope = self.cancel_scope
+        own_cancel = exc is not None and exc is scope._exc
+        if exc is not None and not own_cancel:
+            self._cancel_children()
+        while True:  # still inside the scope: its own cancellation may arrive while we wait
+            pending = [t.done_event() for t in self._children if not t.finished]
+            if not pending:
+                break
+            try:
+                await WaitEvent(AllOf(pending[0].env, pending))
+            except Cancelled as cancelled:
+                if cancelled is not scope._exc:
+                    raise
+        scope._leave()
+        errors = [t.error for t in self._children if t.error is not None and not isinstance(t.error, Cancelled)]
+        if exc is not None and not own_cancel:
+            errors.insert(0, exc)
+        if errors:
+            raise BaseExceptionGroup("errors in a sandbox task group", errors)
+        if own_cancel:
+            scope._caught = True
+        return own_cancel
+
+
+class SandboxBackend(AsyncBackend):
+    """anyio's backend for sandbox tasks (see the module docstring)."""
+
+    @classmethod
+    def current_time(cls) -> float:
+        return require_node("anyio.current_time()").world.env.now
+
+    @classmethod
+    def cancelled_exception_class(cls) -> type[BaseException]:
+        return Cancelled
+
+    @classmethod
+    async def checkpoint(cls) -> None:
+        return None
+
+    @classmethod
+    async def checkpoint_if_cancelled(cls) -> None:
+        return None
+
+    @classmethod
+    async def cancel_shielded_checkpoint(cls) -> None:
+        return None
+
+    @classmethod
+    async def sleep(cls, delay: float) -> None:
+        await sleep(delay)
+
+    @classmethod
+    def create_cancel_scope(cls, *, deadline: float = math.inf, shield: bool = False) -> _CancelScope:
+        return _CancelScope(deadline=deadline, shield=shield)
+
+    @classmethod
+    def current_effective_deadline(cls) -> float:
+        return math.inf
+
+    @classmethod
+    def create_task_group(cls) -> _TaskGroup:
+        return _TaskGroup()
+
+    @classmethod
+    def create_event(cls) -> _Event:
+        return _Event()
+
+    @classmethod
+    async def run_sync_in_worker_thread(cls, func, args, abandon_on_cancel=False, limiter=None):  # type: ignore[override]
+        return func(*args)
+
+    @classmethod
+    def check_cancelled(cls) -> None:
+        return None
+
+    @classmethod
+    def get_current_task(cls) -> anyio.TaskInfo:
+        task = current_task.get()
+        if task is None:
+            raise ForeignAwaitError("anyio.get_current_task() outside a sandbox task")
+        return anyio.TaskInfo(id(task), None, task.name, task.coro)
+
+    @classmethod
+    def current_token(cls) -> object:
+        node = current_node.get()
+        return node.world if node is not None else None
+
+
+def _refuse_method(name: str) -> classmethod:
+    def refuse(cls: type, *args: Any, **kwargs: Any) -> Any:
+        raise ForeignAwaitError(
+            f"service code used anyio's {name.removeprefix('create_').replace('_', ' ')}, which the sandbox "
+            f"does not simulate: {_suggestion(name)}"
+        )
+
+    return classmethod(refuse)
+
+
+for _name in sorted(AsyncBackend.__abstractmethods__):
+    if _name not in SandboxBackend.__dict__:
+        setattr(SandboxBackend, _name, _refuse_method(_name))
+SandboxBackend.__abstractmethods__ = frozenset()
+
+_backend_module = types.ModuleType(f"anyio._backends._{BACKEND_NAME}")
+_backend_module.backend_class = SandboxBackend  # type: ignore[attr-defined]
+sys.modules.setdefault(_backend_module.__name__, _backend_module)
