@@ -34,7 +34,7 @@ Everything public is importable from ``sandbox``; the submodules hold the detail
 
 from __future__ import annotations
 
-from ._runtime import sleep
+from ._runtime import gather, sleep
 from .broker import Broker, Message, Producer, RecordMetadata, consumer
 from .clients import Client, Operation
 from .clocks import Clock
@@ -80,6 +80,7 @@ __all__ = [
     "Op",
     # service code
     "sleep",
+    "gather",
     "database",
     "disk",
     "http_client",

@@ -25,13 +25,14 @@ inside a library:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Context, ContextVar, copy_context
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import sniffio
-from simpy.events import Event
+from simpy.events import AllOf, Event
 
 from .errors import ForeignAwaitError, NotInSandboxError
 
@@ -106,19 +107,81 @@ async def sleep(seconds: float) -> None:
     await WaitEvent(node.world.env.timeout(seconds))
 
 
-def _suggestion(name: str) -> str:
-    if name in {"create_future", "call_later", "call_at", "call_soon", "time"}:
-        return "to wait, use `await sandbox.sleep(seconds)`, which waits in virtual time"
-    if name in {"create_task", "run_until_complete", "gather"}:
-        return "to run work concurrently, make separate requests or use sandbox.gather(...)"
-    if name in {"run_in_executor", "call_soon_threadsafe"}:
-        return "threads are not simulated; call the function directly (plain `def` code runs inline)"
-    if "sock" in name or "connection" in name or "server" in name or name in {"getaddrinfo", "getnameinfo"}:
-        return (
-            "to talk to another service, use the sandbox HTTP client "
-            "(`http: sandbox.HttpClient = Depends(sandbox.http_client)`) so the call crosses the simulated network"
+_NETWORK = "to talk to another service, use the sandbox HTTP client (`http: sandbox.HttpClient = Depends(sandbox.http_client)`), so the call crosses the simulated network"
+_WAIT = "to wait, use `await sandbox.sleep(seconds)`, which waits in virtual time"
+_THREAD = "threads are not simulated; call the function directly (plain `def` code runs inline)"
+_CONCURRENT = "to await several things at once, use `await sandbox.gather(...)`; for a timeout, pass timeout= to the sandbox client"
+
+# What the caller was doing, recognised by the name of a function on the stack.
+_BY_CALLER = (
+    (("open_connection", "start_server", "create_connection", "getaddrinfo", "sock_"), _NETWORK),
+    (("to_thread", "run_in_executor"), _THREAD),
+    (("wait_for", "gather", "create_task", "ensure_future", "as_completed", "TaskGroup", "timeout"), _CONCURRENT),
+    (("sleep",), _WAIT),
+)
+
+
+async def gather(*awaitables: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
+    """Await several things at once; return their results in argument order.
+
+    The sandbox's ``asyncio.gather``: each awaitable runs as its own task on the
+    calling node (inheriting the caller's context, so traces nest), and they
+    interleave in virtual time. If one raises and ``return_exceptions`` is False,
+    the error of the first to fail is raised once all have finished; otherwise the
+    exceptions take their place in the list.
+
+    Example::
+
+        stock, price = await sandbox.gather(
+            http.get("http://inventory/stock/lamp"), http.get("http://pricing/prices/lamp")
         )
+    """
+    node = current_node.get()
+    if node is None:
+        return list(await asyncio.gather(*awaitables, return_exceptions=return_exceptions))
+    order: list[Task] = []
+    tasks = [Task(node, _as_coroutine(aw), f"gather[{i}]", order.append) for i, aw in enumerate(awaitables)]
+    for task in tasks:
+        task.start()
+    pending = [t.done_event() for t in tasks if not t.finished]
+    if pending:
+        await WaitEvent(AllOf(node.env, pending))
+    if not return_exceptions:
+        for task in order:
+            if task.error is not None:
+                raise task.error
+    return [t.error if t.error is not None else t.result for t in tasks]
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _suggestion(name: str, callers: tuple[str, ...] = ()) -> str:
+    for words, advice in _BY_CALLER:
+        if any(word in caller for caller in callers for word in words):
+            return advice
+    if any(word in name for word in ("sock", "connect", "server", "tcp", "udp", "unix", "listener")) or name in {
+        "getaddrinfo",
+        "getnameinfo",
+    }:
+        return _NETWORK
+    if name in {"run_in_executor", "call_soon_threadsafe"} or "thread" in name:
+        return _THREAD
+    if name in {"create_task", "run_until_complete", "gather", "task_group"}:
+        return _CONCURRENT
+    if name in {"create_future", "call_later", "call_at", "call_soon", "time"}:
+        return _WAIT
     return "use the sandbox's clients (sandbox.sleep, the HTTP client, the database, the producer) instead"
+
+
+def _callers(skip: int = 2, depth: int = 8) -> tuple[str, ...]:
+    frame = sys._getframe(skip)
+    names = []
+    while frame is not None and len(names) < depth:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return tuple(names)
 
 
 class _StandInLoop:
@@ -128,7 +191,7 @@ class _StandInLoop:
         def refuse(*args: Any, **kwargs: Any) -> Any:
             raise ForeignAwaitError(
                 f"service code used asyncio's event loop (loop.{name}), which does not run in the "
-                f"sandbox's virtual time: {_suggestion(name)}"
+                f"sandbox's virtual time: {_suggestion(name, _callers())}"
             )
 
         return refuse

@@ -303,10 +303,17 @@ class World:
             self.broker.instance_ready(instance)
 
     def _service_error(self, node: Node, where: str, error: BaseException) -> None:
-        self.record("service.error", node.name, where, type(error).__name__)
-        self.errors.append(
-            ServiceError(self.env.now, node.name, where, type(error).__name__, str(error), format_error(error))
-        )
+        kind, message = type(error).__name__, str(error)
+        if isinstance(error, RuntimeError) and "unsupported async environment" in message:
+            # httpx / httpcore found no asyncio loop: a real network client was used.
+            kind = "ForeignAwaitError"
+            message = (
+                f"a real network client (httpx.AsyncClient, aiohttp...) tried to open a socket, which the sandbox "
+                f"does not simulate ({error}); use the sandbox HTTP client "
+                f"(`http: sandbox.HttpClient = Depends(sandbox.http_client)`), whose methods mirror httpx's"
+            )
+        self.record("service.error", node.name, where, kind)
+        self.errors.append(ServiceError(self.env.now, node.name, where, kind, message, format_error(error)))
 
     # --- running ---------------------------------------------------------------------
 
