@@ -38,7 +38,7 @@ from ._runtime import gather, sleep
 from .broker import Broker, Message, Producer, RecordMetadata, consumer
 from .clients import Client, Operation
 from .clocks import Clock
-from .deps import clock, database, disk, http_client, producer, tracer
+from .deps import clock, database, disk, hostname, http_client, producer, tracer
 from .errors import (
     BadSeedError,
     ConfigError,
@@ -87,6 +87,7 @@ __all__ = [
     "producer",
     "clock",
     "tracer",
+    "hostname",
     "consumer",
     "connect_local",
     "Database",

@@ -149,6 +149,56 @@ class _Event(anyio.Event):
         return EventStatistics(tasks_waiting=waiting)
 
 
+class _CapacityLimiter(anyio.CapacityLimiter):
+    """A capacity limiter that never makes anyone wait: 'threads' run inline, one at a time anyway."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _CapacityLimiter:
+        return object.__new__(cls)
+
+    def __init__(self, total_tokens: float) -> None:
+        self._total_tokens = total_tokens
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None
+
+    @property
+    def total_tokens(self) -> float:
+        return self._total_tokens
+
+    @total_tokens.setter
+    def total_tokens(self, value: float) -> None:
+        self._total_tokens = value
+
+    @property
+    def borrowed_tokens(self) -> int:
+        return 0
+
+    @property
+    def available_tokens(self) -> float:
+        return self._total_tokens
+
+    def acquire_nowait(self) -> None:
+        return None
+
+    def acquire_on_behalf_of_nowait(self, borrower: object) -> None:
+        return None
+
+    async def acquire(self) -> None:
+        return None
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        return None
+
+
 class _TaskGroup(anyio.abc.TaskGroup):
     """Child tasks on the same node; leaving the block waits for all of them."""
 
@@ -168,9 +218,9 @@ class _TaskGroup(anyio.abc.TaskGroup):
         if self.cancel_scope.cancel_called:
             task._cancel_pending = Cancelled("task group cancelled")
         # Like asyncio, a new task starts on the next turn of the loop, not inside the caller.
-        starter = Event(node.env)
-        starter.callbacks.append(lambda _event: task.start() if task.alive else None)
-        starter.succeed()
+        from .nodes import start_soon
+
+        start_soon(node.env, task)
         return task
 
     def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: object = None) -> Task:  # type: ignore[override]
@@ -253,6 +303,14 @@ class SandboxBackend(AsyncBackend):
     @classmethod
     def create_event(cls) -> _Event:
         return _Event()
+
+    @classmethod
+    def create_capacity_limiter(cls, total_tokens: float) -> _CapacityLimiter:
+        return _CapacityLimiter(total_tokens)
+
+    @classmethod
+    def current_default_thread_limiter(cls) -> _CapacityLimiter:
+        return _CapacityLimiter(40)
 
     @classmethod
     async def run_sync_in_worker_thread(cls, func, args, abandon_on_cancel=False, limiter=None):  # type: ignore[override]

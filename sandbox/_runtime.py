@@ -48,6 +48,20 @@ current_task: ContextVar[Task | None] = ContextVar("chaos_dojo_current_task", de
 
 _get_running_loop = asyncio.events._get_running_loop
 _set_running_loop = asyncio.events._set_running_loop
+_get_asyncgen_hooks = sys.get_asyncgen_hooks
+_set_asyncgen_hooks = sys.set_asyncgen_hooks
+
+
+def _firstiter(agen: Any) -> None:
+    """Async generators started by sandbox code belong to no event loop."""
+
+
+def _forget(agen: Any) -> None:
+    """An abandoned async generator of sandbox code (say, a lifespan or a ``yield``
+    dependency of a world no one runs any more) is dropped without running its
+    cleanup, as a killed process's would be. Without this hook Python would run
+    that cleanup at some random garbage collection, outside virtual time.
+    """
 
 
 def node_or_none() -> Node | None:
@@ -297,7 +311,9 @@ class Task:
         coro = self.coro
         while True:
             saved = _get_running_loop()
+            saved_hooks = _get_asyncgen_hooks()
             _set_running_loop(STAND_IN_LOOP)
+            _set_asyncgen_hooks(_firstiter, _forget)
             try:
                 if error is None:
                     yielded = ctx_run(coro.send, value)
@@ -311,6 +327,7 @@ class Task:
                 return
             finally:
                 _set_running_loop(saved)
+                _set_asyncgen_hooks(*saved_hooks)
             if isinstance(yielded, Event):
                 if self._cancel_pending is not None:
                     value, error, self._cancel_pending = None, self._cancel_pending, None

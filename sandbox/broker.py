@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from simpy.events import Timeout
 
 from ._runtime import Task, sleep
-from .errors import InvalidParameterError, SimulatedFailure, UnknownNameError
+from .errors import DuplicateNameError, InvalidParameterError, SimulatedFailure, UnknownNameError
 from .nodes import Node
 from .services import Instance, check_name
 from .storage import plain
@@ -55,6 +55,7 @@ class Message(BaseModel):
     key: str | None = None
     value: Any = None
     headers: dict[str, str] = {}
+    #: When the producer sent it, by the producer's clock (Unix seconds; Kafka's CreateTime).
     timestamp: float = 0.0
 
 
@@ -146,8 +147,8 @@ class Broker(Node):
         world.nodes[BROKER_NODE] = self
         self.latency = latency
         self.session_timeout = session_timeout
-        self.topics: dict[str, list[list[_Record]]] = {}
-        self.groups: dict[str, _Group] = {}
+        self._topics: dict[str, list[list[_Record]]] = {}
+        self._groups: dict[str, _Group] = {}
         self._rr: dict[str, int] = {}
         world.record("broker.start", BROKER_NODE)
 
@@ -158,10 +159,24 @@ class Broker(Node):
         check_name(name, "topic")
         if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
             raise InvalidParameterError(f"partitions={partitions!r} for topic {name!r}: use a whole number >= 1")
-        if name in self.topics:
-            raise InvalidParameterError(f"topic {name!r} already exists with {len(self.topics[name])} partitions")
-        self.topics[name] = [[] for _ in range(partitions)]
+        if name in self._topics:
+            raise DuplicateNameError(
+                f"topic {name!r} already exists with {len(self._topics[name])} partitions; pick another name"
+            )
+        self._topics[name] = [[] for _ in range(partitions)]
         self.world.record("broker.topic", name, partitions)
+
+    def topics(self) -> list[str]:
+        """The names of every topic, sorted."""
+        return sorted(self._topics)
+
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has."""
+        return len(self._topic(topic))
+
+    def groups(self) -> list[str]:
+        """The names of every consumer group that has polled, sorted."""
+        return sorted(self._groups)
 
     def messages(self, topic: str) -> list[Message]:
         """Every message of ``topic``, partition by partition, in offset order."""
@@ -174,35 +189,35 @@ class Broker(Node):
 
     def committed(self, group: str) -> dict[tuple[str, int], int]:
         """The committed offsets of ``group``: ``{(topic, partition): next offset to read}``."""
-        g = self.groups.get(group)
+        g = self._groups.get(group)
         return dict(sorted(g.committed.items())) if g else {}
 
     def lag(self, group: str, topic: str) -> int:
         """How many messages of ``topic`` the group has not committed yet."""
-        g = self.groups.get(group)
+        g = self._groups.get(group)
         parts = self._topic(topic)
         return sum(len(records) - (g.committed.get((topic, p), 0) if g else 0) for p, records in enumerate(parts))
 
     def rebalance(self, group: str) -> None:
         """Force a rebalance: every partition is handed out again from its committed offset."""
-        g = self.groups.get(group)
+        g = self._groups.get(group)
         if g is None:
-            raise UnknownNameError(f"no consumer group {group!r}; groups: {sorted(self.groups)}")
+            raise UnknownNameError(f"no consumer group {group!r}; groups: {sorted(self._groups)}")
         g.owners.clear()
         g.positions.clear()
         g.generation += 1
         self.world.record("broker.rebalance", group, g.generation)
 
     def _topic(self, topic: str) -> list[list[_Record]]:
-        parts = self.topics.get(topic)
+        parts = self._topics.get(topic)
         if parts is None:
-            raise UnknownNameError(f"no topic {topic!r}; topics: {sorted(self.topics)}")
+            raise UnknownNameError(f"no topic {topic!r}; topics: {sorted(self._topics)}")
         return parts
 
     # --- node life ----------------------------------------------------------------
 
     def on_crash(self) -> None:
-        for g in self.groups.values():  # the log and the committed offsets are durable
+        for g in self._groups.values():  # the log and the committed offsets are durable
             g.members.clear()
             g.owners.clear()
             g.positions.clear()
@@ -229,18 +244,18 @@ class Broker(Node):
 
     def handle_produce(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
         def append() -> None:
-            topic, key, value, headers = request
-            parts = self.topics.get(topic)
+            topic, key, value, headers, timestamp = request
+            parts = self._topics.get(topic)
             if parts is None:
                 self.create_topic(topic)
-                parts = self.topics[topic]
+                parts = self._topics[topic]
             if key is not None:
                 p = partition_for(key, len(parts))
             else:
                 p = self._rr.get(topic, 0) % len(parts)
                 self._rr[topic] = p + 1
             offset = len(parts[p])
-            parts[p].append(_Record(offset, key, value, headers, self.env.now))
+            parts[p].append(_Record(offset, key, value, headers, timestamp))
             self.world.record("broker.append", topic, p, offset, key)
             self.reply(caller, caller_epoch, msg_id, RecordMetadata(topic, p, offset), "broker.ack")
 
@@ -249,9 +264,9 @@ class Broker(Node):
     def handle_poll(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
         def poll() -> None:
             group_name, member, topic, max_records, rewind = request
-            g = self.groups.get(group_name)
+            g = self._groups.get(group_name)
             if g is None:
-                g = self.groups[group_name] = _Group(group_name)
+                g = self._groups[group_name] = _Group(group_name)
             now = self.env.now
             g.members[member] = now
             for p in rewind:
@@ -259,7 +274,7 @@ class Broker(Node):
                     g.positions[(topic, p)] = g.committed.get((topic, p), 0)
             self._assign(g, topic)
             batch: list[tuple[int, _Record]] = []
-            parts = self.topics.get(topic, [])
+            parts = self._topics.get(topic, [])
             for p, records in enumerate(parts):
                 if g.owners.get((topic, p)) != member:
                     continue
@@ -281,7 +296,7 @@ class Broker(Node):
             del g.members[m]
         if not live:
             return
-        for p in range(len(self.topics.get(topic, []))):
+        for p in range(len(self._topics.get(topic, []))):
             owner = live[p % len(live)]
             key = (topic, p)
             if g.owners.get(key) != owner:
@@ -294,7 +309,7 @@ class Broker(Node):
     def handle_commit(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
         def commit() -> None:
             group_name, member, topic, p, offset = request
-            g = self.groups.get(group_name)
+            g = self._groups.get(group_name)
             ok = g is not None and g.owners.get((topic, p)) == member
             if ok:
                 key = (topic, p)
@@ -347,7 +362,7 @@ class Producer:
         hdrs = _check_send(topic, key, headers)
         node = self._node
         broker = node.world.broker
-        request = (topic, key, plain(value), hdrs)
+        request = (topic, key, plain(value), hdrs, node.clock.time())
         tracing = node.world.tracing
         span = tracing.producer_span(node, topic) if tracing is not None else None
         try:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .world import World
 
 WorkloadFn = Callable[..., Awaitable[Any]]
+_INVOKED: Any = object()
 
 
 class Client:
@@ -75,9 +76,9 @@ class Operation:
         self.value = value
         self._outcome: tuple[str, Any, str | None] | None = None
 
-    def ok(self, value: Any = None) -> None:
-        """It happened; ``value`` is what the client observed (defaults to the invoked value)."""
-        self._outcome = ("ok", self.value if value is None else value, None)
+    def ok(self, value: Any = _INVOKED) -> None:
+        """It happened; ``value`` is what the client observed (by default, the invoked value)."""
+        self._outcome = ("ok", self.value if value is _INVOKED else value, None)
 
     def fail(self, value: Any = None, error: str | None = None) -> None:
         """It certainly did not happen (the service said so)."""
@@ -119,7 +120,9 @@ class ClientNode(Node):
         self.task: Task | None = None
 
     def on_start(self) -> None:
-        self.spawn(self._main(), f"client {self.name}", self._finished)
+        if self.done.triggered:  # restarted after a crash: the workload runs again from the top
+            self.done = Event(self.env)
+        self.spawn_soon(self._main, f"client {self.name}", self._finished)
 
     async def _main(self) -> Any:
         if self.start:

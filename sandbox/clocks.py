@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: Virtual time 0 reads as 2026-01-01T00:00:00Z on a perfect clock.
 EPOCH = 1_767_225_600.0
+#: The same instant in integer nanoseconds (for exact span timestamps).
+EPOCH_NS = 1_767_225_600 * 10**9
 
 
 class Clock:

@@ -30,7 +30,7 @@ from typing import Any
 from fastapi import Request
 
 from ._runtime import node_or_none
-from .errors import UnknownNameError
+from .errors import InvalidParameterError, UnknownNameError
 from .http import HttpClient, LocalHttpClient
 from .services import Instance, check_name
 from .storage import Database, Store, _DiskTransport, _LocalTransport, _RemoteTransport
@@ -40,7 +40,7 @@ DISK_LATENCY = 0.001
 #: How long a database call waits for its reply before RequestTimeout, in virtual seconds.
 DB_TIMEOUT = 5.0
 
-_database_providers: dict[str, Callable[..., Awaitable[Database]]] = {}
+_database_providers: dict[tuple[str, float | None], Callable[..., Awaitable[Database]]] = {}
 
 
 def _cached(node: Any, key: Any, make: Callable[[], Any]) -> Any:
@@ -55,14 +55,18 @@ def _local_state(request: Request) -> Any:
     return request.app.state
 
 
-def database(name: str) -> Callable[..., Awaitable[Database]]:
+def database(name: str, *, timeout: float | None = DB_TIMEOUT) -> Callable[..., Awaitable[Database]]:
     """A dependency giving a connection to the database ``name`` (see the module docstring).
 
-    The same name always gives the same dependency object, so
+    Each call waits at most ``timeout`` virtual seconds for the database's reply,
+    then raises ``RequestTimeout`` (None: wait forever). The same arguments always
+    give the same dependency object, so
     ``app.dependency_overrides[sandbox.database("orders-db")]`` works.
     """
     check_name(name, "database")
-    provider = _database_providers.get(name)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise InvalidParameterError(f"timeout={timeout!r}: use a number of seconds > 0, or None to wait forever")
+    provider = _database_providers.get((name, timeout))
     if provider is not None:
         return provider
 
@@ -77,10 +81,12 @@ def database(name: str) -> Callable[..., Awaitable[Database]]:
             if store is None:
                 store = stores[name] = Store(_LocalWorld, name, lock_timeout=2.0)
             return Database(_LocalTransport(store))
-        return _cached(node, ("db", name), lambda: Database(_RemoteTransport(node, _database_node(node, name), DB_TIMEOUT)))
+        return _cached(
+            node, ("db", name, timeout), lambda: Database(_RemoteTransport(node, _database_node(node, name), timeout))
+        )
 
     provide_database.__qualname__ = provide_database.__name__ = f"database_{name.replace('-', '_')}"
-    _database_providers[name] = provide_database
+    _database_providers[(name, timeout)] = provide_database
     return provide_database
 
 
@@ -116,6 +122,15 @@ async def http_client(request: Request) -> HttpClient | LocalHttpClient:
     if node is None:
         return LocalHttpClient(getattr(_local_state(request), "chaos_dojo_services", {}))
     return _cached(node, "http", lambda: HttpClient(node))
+
+
+def hostname() -> str:
+    """The name of the machine running this code (``orders-1``), like ``socket.gethostname()``.
+
+    Outside a World it is ``"localhost"``.
+    """
+    node = node_or_none()
+    return "localhost" if node is None else node.name
 
 
 class WallClock:

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -58,14 +59,17 @@ class History:
         return self._ops[index]
 
     def invoke(self, time: float, process: str, f: str, value: Any = None) -> Op:
-        """Record the start of an operation; a process has at most one open at a time."""
+        """Record the start of an operation; a process has at most one open at a time.
+
+        ``value`` is copied, so changing the object later does not rewrite history.
+        """
         if process in self._open:
             open_op = self._open[process]
             raise ValueError(
                 f"process {process!r} invoked {f!r} while its {open_op.f!r} (index {open_op.index}) is still open; "
                 f"a process does one operation at a time: complete it first, or use another process name"
             )
-        op = Op(len(self._ops), time, process, "invoke", f, value)
+        op = Op(len(self._ops), time, process, "invoke", f, copy.deepcopy(value))
         self._ops.append(op)
         self._open[process] = op
         return op
@@ -77,7 +81,7 @@ class History:
         invoked = self._open.pop(process, None)
         if invoked is None:
             raise ValueError(f"process {process!r} has no open operation to complete")
-        op = Op(len(self._ops), time, process, type, invoked.f, value, error)
+        op = Op(len(self._ops), time, process, type, invoked.f, copy.deepcopy(value), error)
         self._ops.append(op)
         return op
 

@@ -109,8 +109,7 @@ class Network:
         self.world = world
         self.defaults = LinkState()
         self._links: dict[tuple[NodeName, NodeName], _Link] = {}
-        self._cuts: dict[tuple[NodeName, NodeName], int] = {}
-        self._partitions: list[tuple[tuple[NodeName, ...], tuple[NodeName, ...], bool]] = []
+        self._partitions: list[_Partition] = []
 
     # --- link state ------------------------------------------------------------------
 
@@ -129,10 +128,12 @@ class Network:
         link = self._links.get(key)
         if link is None:
             state = self.defaults.copy()
-            if self._cuts.get(key):
-                state.cut = True
+            state.cut = self._is_cut(src, dst)
             link = self._links[key] = _Link(state, self.world.streams[f"network/{src}->{dst}"])
         return link
+
+    def _is_cut(self, src: NodeName, dst: NodeName) -> bool:
+        return any(p.cuts(src, dst) for p in self._partitions)
 
     def set_defaults(self, **changes: Any) -> None:
         """Change the default link state, for links made later and every existing link.
@@ -168,33 +169,37 @@ class Network:
             raise InvalidParameterError(
                 f"partition sides overlap on {overlap!r}: a node cannot be on both sides of a cut"
             )
-        pairs = [(x, y) for x in a for y in b]
-        if not one_way:
-            pairs += [(y, x) for x in a for y in b]
-        for pair in pairs:
-            self._cuts[pair] = self._cuts.get(pair, 0) + 1
-            self._link(*pair).state.cut = True
-        self._partitions.append((tuple(a), tuple(b), one_way))
+        self._add(_Partition(frozenset(a), frozenset(b), one_way))
         self.world.record("net.partition", tuple(a), tuple(b), one_way)
 
     def isolate(self, name: str) -> None:
-        """Cut one node (or every replica of a service) off from every other node, both ways."""
+        """Cut one node (or every replica of a service) off from every other node, both ways.
+
+        Nodes added later are cut off from it too.
+        """
         inside = self.world._expand([name])
-        outside = [n for n in self.world.nodes if n not in inside]
-        self.partition(inside, outside)
+        self._add(_Partition(frozenset(inside), None, False))
+        self.world.record("net.isolate", tuple(inside))
+
+    def _add(self, partition: _Partition) -> None:
+        self._partitions.append(partition)
+        for (src, dst), link in self._links.items():
+            if partition.cuts(src, dst):
+                link.state.cut = True
 
     def heal(self) -> None:
         """Remove every partition; links keep their other settings."""
-        for pair in self._cuts:
-            self._links[pair].state.cut = False
-        self._cuts.clear()
         self._partitions.clear()
+        for link in self._links.values():
+            link.state.cut = False
         self.world.record("net.heal")
 
     @property
-    def partitions(self) -> list[tuple[tuple[str, ...], tuple[str, ...], bool]]:
-        """The partitions in force: ``(side_a, side_b, one_way)`` each."""
-        return list(self._partitions)
+    def partitions(self) -> list[tuple[tuple[str, ...], tuple[str, ...] | None, bool]]:
+        """The partitions in force: ``(side_a, side_b, one_way)`` each (side_b None: everyone else)."""
+        return [
+            (tuple(sorted(p.a)), None if p.b is None else tuple(sorted(p.b)), p.one_way) for p in self._partitions
+        ]
 
     # --- sending ---------------------------------------------------------------------
 
@@ -221,6 +226,25 @@ class Network:
 
     def _schedule(self, delay: float, arrival: _Arrival) -> None:
         Timeout(self.world.env, delay).callbacks.append(arrival)
+
+
+class _Partition:
+    """A cut between side ``a`` and side ``b`` (None: every node not in ``a``)."""
+
+    __slots__ = ("a", "b", "one_way")
+
+    def __init__(self, a: frozenset[str], b: frozenset[str] | None, one_way: bool) -> None:
+        self.a = a
+        self.b = b
+        self.one_way = one_way
+
+    def _side_b(self, name: str) -> bool:
+        return name not in self.a if self.b is None else name in self.b
+
+    def cuts(self, src: str, dst: str) -> bool:
+        if src in self.a and self._side_b(dst):
+            return True
+        return not self.one_way and dst in self.a and self._side_b(src)
 
 
 class _Link:

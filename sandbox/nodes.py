@@ -82,6 +82,21 @@ class Node:
         """Run ``coro`` on this node as a new task, starting now."""
         return Task(self, coro, name, on_done).start()
 
+    def spawn_soon(self, make: Callable[[], Any], name: str, on_done: Callable[[Task], None] | None = None) -> None:
+        """Run the coroutine ``make()`` on this node as a new task, starting at the current
+        virtual time once the world runs (so set-up code can finish configuring the world
+        first). The coroutine is made only then: a world that never runs leaves none behind.
+        """
+        epoch = self.epoch
+
+        def start(_event: Any) -> None:
+            if self.alive and self.epoch == epoch:
+                Task(self, make(), name, on_done).start()
+
+        trigger = Event(self.env)
+        trigger.callbacks.append(start)
+        trigger.succeed()
+
     def check_alive(self) -> None:
         if not self.alive:
             raise NodeCrashed(f"{self.name} is down; nothing it does now takes effect")
@@ -120,6 +135,13 @@ class Node:
     def reply(self, caller: Node, caller_epoch: int, msg_id: int, response: Any, kind: str) -> None:
         """Send ``response`` back to ``caller`` for its request ``msg_id``."""
         self.world.network.send(self, caller, _Reply(caller, caller_epoch, msg_id), response, kind, msg_id)
+
+
+def start_soon(env: Any, task: Task) -> None:
+    """Start ``task`` when the world next processes events, at the current virtual time."""
+    trigger = Event(env)
+    trigger.callbacks.append(lambda _event: task.start() if task.alive else None)
+    trigger.succeed()
 
 
 class _Deliver:

@@ -131,6 +131,7 @@ class Instance(Node):
         self.app: Any = None
         self.ready = False
         self._state: dict[str, Any] = {}
+        self._lifespan: Any = None
         self.disk_store: Any = None  # the local durable disk, made on first use
 
     def on_start(self) -> None:
@@ -138,12 +139,15 @@ class Instance(Node):
         self._state = {}
         self.app = self.service.build_app()
         self.world.record("service.start", self.name)
-        self.spawn(_lifespan(self), f"{self.name} lifespan", self._lifespan_done)
+        self.spawn_soon(lambda: _lifespan(self), f"{self.name} lifespan", self._lifespan_done)
 
     def on_crash(self) -> None:
         self.ready = False
         self.app = None
         self._state = {}
+        self._lifespan = None
+        if self.disk_store is not None:
+            self.disk_store.abort_all(f"{self.name} crashed")
 
     def _became_ready(self, state: dict[str, Any]) -> None:
         self._state = state
@@ -259,35 +263,22 @@ async def _serve(app: Any, scope: dict[str, Any], body: bytes, exchange: _Exchan
 
 
 async def _lifespan(instance: Instance) -> None:
-    """Run the app's lifespan startup (as uvicorn does), then mark the replica ready."""
-    state: dict[str, Any] = {}
-    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": state}
-    started = False
-    failed = False
-    env = instance.env
+    """Run the app's lifespan startup (as uvicorn does), then mark the replica ready.
 
-    async def receive() -> dict[str, Any]:
-        nonlocal started
-        if not started:
-            started = True
-            return {"type": "lifespan.startup"}
-        await WaitEvent(Event(env))  # shutdown never comes: a crash ends the process instead
-        return {"type": "lifespan.shutdown"}  # pragma: no cover
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal failed
-        if message["type"] == "lifespan.startup.complete":
-            instance._became_ready(state)
-        elif message["type"] == "lifespan.startup.failed":
-            failed = True
-
-    try:
-        await instance.app(scope, receive, send)
-    except Exception:
-        if failed or instance.ready:
-            raise
-        # The app does not speak the lifespan protocol: it is simply ready (uvicorn's "auto" mode).
-        instance._became_ready(state)
+    The startup half of the app's lifespan runs here; the shutdown half never does,
+    since a replica only ever stops by crashing. The lifespan context is entered
+    directly (not through the ASGI lifespan protocol) so that no coroutine is left
+    waiting for a shutdown message that will never come.
+    """
+    app = instance.app
+    context = getattr(getattr(app, "router", None), "lifespan_context", None)
+    if context is None:  # not a Starlette app: nothing to start (uvicorn's "auto" lifespan mode)
+        instance._became_ready({})
+        return
+    manager = context(app)
+    state = await manager.__aenter__()
+    instance._lifespan = manager  # entered, never exited: a crash runs no shutdown code
+    instance._became_ready(dict(state or {}))
 
 
 def format_error(error: BaseException) -> str:

@@ -248,6 +248,8 @@ class Store:
             current, version = self._visible(tx, table, key)
             current_version = 0 if current is _ABSENT else version
             if insert and current is not _ABSENT:
+                if tx is not None:  # as in PostgreSQL, an error ends the transaction
+                    self.abort(tx.id, "a statement failed: duplicate key")
                 raise DuplicateKey(f"{self.name}: key {key!r} already exists in table {table!r}")
             if if_version is not None and if_version != current_version:
                 raise VersionConflict(
@@ -405,9 +407,13 @@ class DatabaseNode(Node):
             wait.event.defused = True
             self.store.cancel_wait(op[2], op[3], wait.event)
             self.world.record("db.lock_timeout", self.name, op[2], op[3], op[1])
+            if op[1] is None:
+                self.store._txs.pop(execute.auto_id, None)
+            else:  # as in PostgreSQL, an error ends the transaction
+                self.store.abort(op[1], "a statement failed: lock timeout")
             err = LockTimeout(
                 f"{self.name}: waited {wait.lock_timeout:g}s for the lock on {op[2]}/{op[3]!r} "
-                f"(held by another transaction); lock_timeout exceeded"
+                f"(held by another transaction); lock_timeout exceeded, the transaction is aborted"
             )
             self.reply(execute.caller, execute.caller_epoch, execute.msg_id, ("err", err), "db.reply")
 
@@ -513,7 +519,10 @@ class _DiskTransport:
                 await WaitEvent(race)
                 if not wait.event.triggered:
                     self.store.cancel_wait(op[2], op[3], wait.event)
-                    self.store._txs.pop(auto_id, None)
+                    if op[1] is None:
+                        self.store._txs.pop(auto_id, None)
+                    else:
+                        self.store.abort(op[1], "a statement failed: lock timeout")
                     raise LockTimeout(
                         f"{self.store.name}: waited {wait.lock_timeout:g}s for the lock on {op[2]}/{op[3]!r}"
                     ) from None

@@ -4,7 +4,7 @@
 the global one): a ``TracerProvider`` per node, so that each span carries its
 service's resource (``service.name``, ``service.instance.id``) as it would in
 production, all sharing one seeded id generator and one in-memory exporter.
-Timestamps are virtual time (``clocks.EPOCH`` + ``world.now``), so a trace replays
+Timestamps are virtual time (``clocks.EPOCH_NS`` + ``world.now`` in ns), so a trace replays
 exactly from its seed.
 
 What the sandbox instruments by itself, as OpenTelemetry's instrumentation
@@ -51,7 +51,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation import set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .clocks import EPOCH
+from .clocks import EPOCH_NS
 
 if TYPE_CHECKING:
     from ._runtime import Task
@@ -191,7 +191,8 @@ class Tracing:
         self._tracers: dict[str, _NodeTracer] = {}
 
     def now_ns(self) -> int:
-        return round((EPOCH + self.world.env.now) * 1e9)
+        """Virtual time now as Unix nanoseconds: ``clocks.EPOCH_NS + round(world.now * 1e9)``."""
+        return EPOCH_NS + round(self.world.env.now * 1e9)
 
     def provider(self, node: Node) -> TracerProvider:
         """The TracerProvider of one node (its resource names its service and replica)."""

@@ -25,6 +25,7 @@ import simpy
 from simpy.events import AllOf
 
 from ._streams import Streams, check_seed
+from .broker import BROKER_NODE
 from .clients import ClientNode, WorkloadFn
 from .errors import (
     DuplicateNameError,
@@ -58,7 +59,7 @@ class World:
 
     Args:
         seed: a non-negative int; every random draw of the run derives from it.
-        tracing: record OpenTelemetry spans (``world.spans()``, ``world.otlp_json()``).
+        tracing: record OpenTelemetry spans (``world.spans()``, ``world.tracing.otlp_json()``).
 
     Raises:
         BadSeedError: ``seed`` is not a non-negative int.
@@ -116,6 +117,8 @@ class World:
 
     def _claim(self, name: str, what: str) -> None:
         check_name(name, what)
+        if name == BROKER_NODE:
+            raise DuplicateNameError(f"{what} name {name!r} is reserved for the broker's node; pick another name")
         for taken, kind in ((self.services, "service"), (self.nodes, "node")):
             if name in taken:
                 raise DuplicateNameError(
@@ -145,7 +148,7 @@ class World:
             )
         if hasattr(app_factory, "router") and hasattr(app_factory, "routes"):
             raise InvalidParameterError(
-                f"service {name!r} was given a FastAPI app object; pass a factory that builds it "
+                f"service {name!r} was given the app object {app_factory!r}; pass the factory function that builds it "
                 f"(e.g. `def create_app(): ...; return app`), so that a restarted replica starts from fresh memory"
             )
         for i in range(replicas):
@@ -154,8 +157,15 @@ class World:
         self.services[name] = service
         for instance in service.instances:
             self.nodes[instance.name] = instance
-        for instance in service.instances:
-            instance.on_start()
+        try:
+            for instance in service.instances:
+                instance.on_start()
+        except BaseException:
+            # A factory that fails leaves no trace: fix it and add the service again.
+            del self.services[name]
+            for instance in service.instances:
+                self.nodes.pop(instance.name, None)
+            raise
         return service
 
     def add_database(
@@ -344,12 +354,13 @@ class World:
             self.env.run(until=until)
             return self
         _seconds("limit", limit, positive=True)
-        pending = [c.done for c in self.clients.values() if not c.done.triggered]
-        deadline = self.env.timeout(limit)
-        if pending:
-            self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
+        if self.clients:
+            pending = [c.done for c in self.clients.values() if not c.done.triggered]
+            if pending:
+                deadline = self.env.timeout(limit)
+                self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
         else:
-            self.env.run(until=deadline)
+            self.env.run(until=self.env.now + limit)
         self._finished = True
         return self
 
