@@ -1,0 +1,185 @@
+"""Tests that a world's run is a function of its seed: same seed, same run, in any process."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi import Depends, FastAPI, HTTPException
+
+import sandbox
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_garbage_collection_while_worlds_run():
+    """Collect dropped worlds only at a safe moment (see the fixture of the same name in test_world.py)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    yield
+    if was_enabled:
+        gc.enable()
+    gc.collect()
+
+
+# --- the scenario: services, a database, retries, faults ---------------------------------
+
+
+def orders_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/orders/{order_id}", status_code=201)
+    async def place(
+        order_id: str,
+        db: sandbox.Database = Depends(sandbox.database("orders-db")),
+        http: sandbox.HttpClient = Depends(sandbox.http_client),
+    ) -> dict:
+        stock = await db.get("stock", "lamp", 3)
+        if stock < 1:
+            raise HTTPException(409, "sold out")
+        await db.put("stock", "lamp", stock - 1)
+        try:
+            charge = await http.post("http://payments/charges", json={"order": order_id}, timeout=0.2)
+        except sandbox.RequestTimeout:
+            raise HTTPException(504, "payments did not answer") from None
+        await db.put("orders", order_id, {"charge": charge.json()})
+        return {"order": order_id}
+
+    return app
+
+
+def payments_app() -> FastAPI:
+    app = FastAPI()
+    charged = {"n": 0}
+
+    @app.post("/charges", status_code=201)
+    async def charge(body: dict) -> dict:
+        charged["n"] += 1
+        await sandbox.sleep(0.01)
+        return {"charge": charged["n"], "order": body["order"]}
+
+    return app
+
+
+def scenario(seed: int, *, faults: bool = True, tracing: bool = False) -> sandbox.World:
+    """Shoppers placing orders with retries, over a lossy, jittery network, with a crash."""
+    world = sandbox.World(seed=seed, tracing=tracing)
+    if faults:
+        world.network.set_defaults(latency=0.005, jitter=0.002, distribution="normal", loss=0.2, duplicate=0.05)
+    world.add_database("orders-db")
+    world.add_service("orders", orders_app, replicas=2)
+    world.add_service("payments", payments_app)
+
+    async def shopper(client: sandbox.Client) -> None:
+        for i in range(3):
+            order_id = f"{client.name}-{i}"
+            async with client.operation("place", order_id) as op:
+                for _attempt in range(3):
+                    try:
+                        r = await client.http.post(f"http://orders/orders/{order_id}", timeout=0.5)
+                    except sandbox.RequestTimeout:
+                        await client.sleep(client.random.uniform(0.05, 0.2))
+                        continue
+                    op.ok(r.json()) if r.status_code == 201 else op.fail(r.json())
+                    break
+                else:
+                    op.info(error="gave up")
+            await client.sleep(client.random.expovariate(5.0))
+
+    for n in range(4):
+        world.add_client(f"shopper-{n}", shopper, start=0.01 * n)
+    world.node("orders-1").clock.drift = 1e-3
+    world.run(until=0.4)
+    if faults:
+        world.crash("orders-0")
+        world.run(until=0.9)
+        world.restart("orders-0")
+    world.run(limit=60.0)
+    return world
+
+
+def fingerprint_in_subprocess(seed: int, hash_seed: str) -> str:
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(TESTS_DIR)!r})\n"
+        "import test_determinism\n"
+        f"print(test_determinism.scenario({seed}).fingerprint())\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=TESTS_DIR.parent, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+# --- tests ------------------------------------------------------------------------------
+
+
+def test_scenario_exercises_faults():
+    """The scenario meets lost and duplicated messages, timeouts, a crash, and completes some orders."""
+    world = scenario(seed=5)
+    counts = world.recorder.counts()
+    assert counts.get("net.drop", 0) > 0
+    assert counts.get("net.duplicate", 0) > 0
+    assert counts.get("node.crash", 0) == 1
+    assert any(op.type == "ok" for op in world.history)
+
+
+def test_same_seed_gives_the_same_fingerprint_twice_in_one_process():
+    """Two runs with the same seed hash to the same fingerprint."""
+    assert scenario(seed=5).fingerprint() == scenario(seed=5).fingerprint()
+
+
+def test_same_seed_gives_the_same_event_log_history_and_data():
+    """Two runs with the same seed log the same events, record the same history and store the same rows."""
+    a, b = scenario(seed=5), scenario(seed=5)
+    assert a.recorder.entries() == b.recorder.entries()
+    assert a.history.to_dicts() == b.history.to_dicts()
+    assert a.database("orders-db").rows("orders") == b.database("orders-db").rows("orders")
+    assert a.now == b.now
+
+
+def test_same_seed_gives_the_same_spans_with_tracing():
+    """With tracing on, two runs with the same seed export the same OTLP JSON (ids and timestamps included)."""
+    a, b = scenario(seed=5, tracing=True), scenario(seed=5, tracing=True)
+    assert len(a.spans()) > 0
+    assert a.tracing.otlp_json() == b.tracing.otlp_json()
+    assert a.fingerprint() == b.fingerprint()
+
+
+@pytest.mark.parametrize("hash_seed", ["0", "123"])
+def test_same_seed_gives_the_same_fingerprint_in_a_fresh_process(hash_seed):
+    """A fresh interpreter with another PYTHONHASHSEED computes the same fingerprint for the same seed."""
+    assert fingerprint_in_subprocess(5, hash_seed) == scenario(seed=5).fingerprint()
+
+
+def test_different_seeds_under_faults_give_different_fingerprints():
+    """Under loss and jitter, five seeds give five different runs."""
+    prints = {scenario(seed=s).fingerprint() for s in range(1, 6)}
+    assert len(prints) == 5
+
+
+def test_fingerprint_is_a_sha256_hex_digest_of_the_log_so_far():
+    """The fingerprint is 64 hex digits and changes as the log grows."""
+    world = sandbox.World(seed=1)
+    world.add_service("payments", payments_app)
+
+    async def caller(client: sandbox.Client) -> None:
+        await client.sleep(1.0)
+        await client.http.post("http://payments/charges", json={"order": "x"})
+
+    world.add_client("c", caller)
+    world.run(until=0.1)  # the replica starts at t=0
+    early = world.fingerprint()
+    world.run(until=0.5)
+    assert world.fingerprint() == early  # nothing happened between 0.1 and 0.5
+    world.run()
+    late = world.fingerprint()
+    assert len(late) == 64 and int(late, 16) >= 0
+    assert late != early
