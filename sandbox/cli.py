@@ -1,0 +1,250 @@
+"""The ``dojo`` command: run a scenario in the terminal, or open the course in JupyterLab.
+
+Usage::
+
+    dojo run order-system --seed 7          # run a scenario, print what went wrong
+    dojo run order-system --seed 7 --no-faults --clients 1
+    dojo course                             # JupyterLab on course/00-start-here.ipynb
+    dojo course --no-browser --port 8899    # on a server: open the printed URL yourself
+    dojo --version
+
+Every report prints its seed and the one line that replays it exactly. Exit codes:
+0 success, 1 a run or JupyterLab failed, 2 a usage error (an unknown scenario, a
+bad value), with a one-line message that says what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import subprocess
+import sys
+import webbrowser
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .errors import SandboxError
+
+#: The course's first notebook, relative to the repository root.
+START_NOTEBOOK = Path("course") / "00-start-here.ipynb"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A runnable example: its name on the command line, what it is, and how to run it."""
+
+    name: str
+    summary: str
+    run: Callable[..., Any]
+
+
+def _run_order_system(**kwargs: Any) -> Any:
+    from .examples import order_system  # imported on use: `dojo --help` stays fast
+
+    return order_system.run(**kwargs)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "order-system",
+            "orders, inventory, payments and email over Kafka, as an AI assistant writes them",
+            _run_order_system,
+        ),
+    ]
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage dump) and exit with code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; use a seed like 7") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; use a seed >= 0, like 7")
+    return value
+
+
+def _positive(what: str, example: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; use {what} like {example}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{value} is too small; use {what} >= 1, like {example}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _positive("a port", 8888)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port; use one from 1 to 65535, like 8888")
+    return value
+
+
+def _version() -> str:
+    try:
+        return metadata.version("chaos-dojo")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from an uninstalled checkout
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dojo`` argument parser, with its ``run`` and ``course`` commands."""
+    parser = _Parser(prog="dojo", description="Chaos Dojo: distributed systems that survive failure, hands on.")
+    parser.add_argument("--version", action="version", version=f"dojo (chaos-dojo) {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    known = "\n".join(f"  {s.name:<16} {s.summary}" for s in SCENARIOS.values())
+    run = commands.add_parser(
+        "run",
+        help="run a scenario in the simulated datacenter and print its report",
+        description=f"Run a scenario and print what happened.\n\nscenarios:\n{known}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("scenario", metavar="SCENARIO", help="which scenario: " + ", ".join(SCENARIOS))
+    run.add_argument("--seed", type=_seed, default=7, help="the run's seed; the same seed replays the same run (default 7)")
+    run.add_argument("--clients", type=_positive("a number of clients", 8), default=8, help="how many customers (default 8)")
+    run.add_argument("--no-faults", dest="faults", action="store_false", help="a perfect network: the happy path")
+    run.add_argument("--tracing", action="store_true", help="record OpenTelemetry spans of every request")
+
+    course = commands.add_parser(
+        "course",
+        help="open the course in JupyterLab",
+        description=f"Start JupyterLab on {START_NOTEBOOK.as_posix()}, with the repository as its root folder.",
+    )
+    course.add_argument("--no-browser", action="store_true", help="do not open a browser; JupyterLab prints the URL")
+    course.add_argument("--port", type=_port, default=None, help="the port JupyterLab listens on (default: its own, 8888)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dojo`` command with ``argv`` (default: the process's arguments); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a usage error already printed
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.command == "run":
+        return _run(args)
+    if args.command == "course":
+        return _course(args)
+    print("dojo: error: choose a command: `dojo run SCENARIO` or `dojo course` (see `dojo --help`)", file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    scenario = SCENARIOS.get(args.scenario)
+    if scenario is None:
+        close = difflib.get_close_matches(args.scenario, SCENARIOS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(
+            f"dojo run: error: unknown scenario {args.scenario!r}; known scenarios: {', '.join(SCENARIOS)}{hint}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report = scenario.run(seed=args.seed, clients=args.clients, faults=args.faults, tracing=args.tracing)
+    except SandboxError as exc:
+        print(f"dojo run: error: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
+# --- the course ----------------------------------------------------------------------------
+
+
+def find_repository(start: Path | None = None) -> Path | None:
+    """The Chaos Dojo checkout holding the course, or None if there is none to be found.
+
+    Looks in ``start`` (default: the current directory) and its parents first, so
+    that the checkout you are in wins; then beside the installed ``sandbox``
+    package (an editable install, or Binder).
+    """
+    cwd = (start or Path.cwd()).resolve()
+    beside_package = Path(__file__).resolve().parent.parent
+    for candidate in (cwd, *cwd.parents, beside_package):
+        if (candidate / START_NOTEBOOK).is_file():
+            return candidate
+    return None
+
+
+def browser_available() -> bool:
+    """Whether Python's ``webbrowser`` can open a page here (False on a headless server)."""
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
+
+
+def course_command(
+    root: Path, *, no_browser: bool = False, port: int | None = None, allow_root: bool = False
+) -> list[str]:
+    """The argv that starts JupyterLab on the course's first notebook, rooted at ``root``.
+
+    Run it with ``cwd=root``: the notebook path is relative to the repository.
+    ``allow_root`` lets JupyterLab run as root, which it refuses by default; in a
+    container (Docker, some CI images) root is usually the only user there is.
+
+    Example::
+
+        course_command(Path("/work/chaos-dojo"), no_browser=True, port=8899)
+        # [sys.executable, '-m', 'jupyterlab', 'course/00-start-here.ipynb',
+        #  '--ServerApp.root_dir=/work/chaos-dojo',
+        #  '--LabApp.default_url=/lab/tree/course/00-start-here.ipynb', '--no-browser', '--port=8899']
+    """
+    notebook = START_NOTEBOOK.as_posix()
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        notebook,
+        f"--ServerApp.root_dir={root}",
+        # The URL JupyterLab prints (when it cannot open a browser) leads straight to the notebook.
+        f"--LabApp.default_url=/lab/tree/{notebook}",
+    ]
+    if no_browser:
+        argv.append("--no-browser")
+    if port is not None:
+        argv.append(f"--port={port}")
+    if allow_root:
+        argv.append("--allow-root")
+    return argv
+
+
+def _course(args: argparse.Namespace) -> int:
+    root = find_repository()
+    if root is None:
+        print(
+            f"dojo course: error: cannot find {START_NOTEBOOK.as_posix()}; run `dojo course` inside a checkout "
+            f"of the Chaos Dojo repository (git clone it, then `pip install -e .`)",
+            file=sys.stderr,
+        )
+        return 1
+    no_browser = args.no_browser or not browser_available()
+    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    argv = course_command(root, no_browser=no_browser, port=args.port, allow_root=as_root)
+    try:
+        return subprocess.call(argv, cwd=root)
+    except KeyboardInterrupt:  # Ctrl-C stops JupyterLab: a normal way to leave
+        return 0
+    except OSError as exc:
+        print(f"dojo course: error: could not start JupyterLab ({exc}); is it installed? pip install jupyterlab", file=sys.stderr)
+        return 1
