@@ -34,6 +34,7 @@ Everything public is importable from ``sandbox``; the submodules hold the detail
 
 from __future__ import annotations
 
+from . import _determinism  # noqa: F401  (time, uuid and random answer from the world in sandbox code)
 from ._runtime import gather, sleep
 from .broker import Broker, Message, Producer, RecordMetadata, consumer
 from .clients import Client, Operation

@@ -151,6 +151,31 @@ class Network:
             for link in self._links.values():
                 setattr(link.state, name, value)
 
+    def set_links(self, src: str | Iterable[str], dst: str | Iterable[str], *, both_ways: bool = False, **changes: Any) -> None:
+        """Change every link from the nodes of ``src`` to the nodes of ``dst`` (and back if ``both_ways``).
+
+        Names may be services (all their replicas), databases, clients or node names.
+
+        Example: ``world.network.set_links("orders", "payments", both_ways=True, latency=0.02, loss=0.01)``.
+
+        Raises:
+            UnknownNameError: a name that is no node or service of this world.
+            InvalidParameterError: an unknown field, or a value out of its range.
+        """
+        known = {f.name for f in fields(LinkState)} - {"cut"}
+        for name, value in changes.items():
+            if name not in known:
+                raise InvalidParameterError(f"{name}={value!r}: link fields are {', '.join(sorted(known))}")
+        a = self.world._expand(src)
+        b = self.world._expand(dst)
+        pairs = [(x, y) for x in a for y in b if x != y]
+        if both_ways:
+            pairs += [(y, x) for x in a for y in b if x != y]
+        for pair in pairs:
+            state = self._link(*pair).state
+            for name, value in changes.items():
+                setattr(state, name, value)
+
     # --- partitions ------------------------------------------------------------------
 
     def partition(self, side_a: Iterable[str], side_b: Iterable[str], *, one_way: bool = False) -> None:

@@ -165,7 +165,28 @@ class Store:
         return {k: plain(data[k][0]) for k in sorted(data, key=_sort_key) if data[k][0] is not _ABSENT}
 
     def table_names(self) -> list[str]:
+        """The names of every table, sorted."""
         return sorted(self.tables)
+
+    # --- set-up (direct writes, before or between runs) -------------------------------
+
+    def write(self, table: str, key: Key, value: Any) -> int:
+        """Store ``value`` at ``table/key`` directly (no latency, no network); return its version.
+
+        For setting up a scenario (opening stock, accounts), not for service code.
+        """
+        _check_key(table, key)
+        row = self.tables.get(table, {}).get(key)
+        version = (row[1] if row is not None else 0) + 1
+        self._commit_row(table, key, plain(value), version)
+        return version
+
+    def load(self, table: str, rows: dict[Key, Any]) -> None:
+        """``write`` every ``key: value`` of ``rows`` into ``table``, in key order."""
+        if not isinstance(rows, dict):
+            raise InvalidParameterError(f"rows={rows!r}: give a dict of key -> value")
+        for key in sorted(rows, key=_sort_key):
+            self.write(table, key, rows[key])
 
     # --- execution -------------------------------------------------------------------
 

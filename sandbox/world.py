@@ -327,13 +327,14 @@ class World:
 
     # --- running ---------------------------------------------------------------------
 
-    def run(self, until: float | None = None, *, limit: float = 3600.0) -> World:
+    def run(self, until: float | None = None, *, limit: float = 3600.0, settle: float = 0.0) -> World:
         """Advance virtual time.
 
         ``run(until=t)`` runs to virtual time ``t`` (call again with a later ``t`` to
-        go on). ``run()`` runs until every workload client has finished, or until
-        ``limit`` virtual seconds from now (background consumers never stop by
-        themselves); after it the world is finished.
+        go on). ``run()`` runs until every workload client has finished (or until
+        ``limit`` virtual seconds from now: background consumers never stop by
+        themselves), then ``settle`` seconds more so that what the clients set in
+        motion (queued messages, retries) can finish; after it the world is finished.
 
         Raises:
             WorldFinishedError: ``until`` is not later than now, or the world already ran to completion.
@@ -354,6 +355,7 @@ class World:
             self.env.run(until=until)
             return self
         _seconds("limit", limit, positive=True)
+        _seconds("settle", settle)
         if self.clients:
             pending = [c.done for c in self.clients.values() if not c.done.triggered]
             if pending:
@@ -361,8 +363,15 @@ class World:
                 self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
         else:
             self.env.run(until=self.env.now + limit)
+        if settle:
+            self.env.run(until=self.env.now + settle)
         self._finished = True
         return self
+
+    @property
+    def clients_done(self) -> bool:
+        """True when every workload client has finished its workload."""
+        return all(c.done.triggered for c in self.clients.values())
 
 
 def instance_disk(instance: Instance) -> Store:

@@ -70,23 +70,10 @@ def billing_app() -> FastAPI:
 
 # --- helpers ---------------------------------------------------------------------------
 
-_worlds: list[sandbox.World] = []
-
-
-@pytest.fixture(autouse=True)
-def _shut_down_worlds():
-    """Crash every node of the test's worlds, so no coroutine is left for the garbage collector (see test_api.py)."""
-    yield
-    while _worlds:
-        world = _worlds.pop()
-        for name in list(world.nodes):
-            world.crash(name)
-
 
 def make_world(*, consumers: int = 0, partitions: int | None = None, seed: int = 5) -> sandbox.World:
     """A world with the shop (a producer) and, if asked, the billing consumers of TOPIC."""
     world = sandbox.World(seed=seed)
-    _worlds.append(world)
     world.add_service("shop", shop_app)
     if partitions is not None:
         world.broker.create_topic(TOPIC, partitions=partitions)

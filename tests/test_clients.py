@@ -25,23 +25,9 @@ def shop_app() -> FastAPI:
     return app
 
 
-_worlds: list[sandbox.World] = []
-
-
-@pytest.fixture(autouse=True)
-def _shut_down_worlds():
-    """Crash every node of the test's worlds, so no coroutine is left for the garbage collector (see test_api.py)."""
-    yield
-    while _worlds:
-        world = _worlds.pop()
-        for name in list(world.nodes):
-            world.crash(name)
-
-
 def new_world(seed: int = 7) -> sandbox.World:
     """A world with the shop behind 10 ms links, so operation times are exact."""
     world = sandbox.World(seed)
-    _worlds.append(world)
     world.network.set_defaults(latency=0.01, jitter=0, distribution="constant")
     world.add_service("shop", shop_app)
     return world
@@ -219,7 +205,6 @@ def test_client_now_and_sleep_are_virtual():
 def _draws(seed: int, *, others: tuple[str, ...] = ()) -> list[float]:
     """Five draws of client 'alice' in a world of ``seed``, after clients ``others`` (who draw too) were added."""
     world = sandbox.World(seed)
-    _worlds.append(world)
     draws: dict[str, list[float]] = {}
 
     async def draw(client: sandbox.Client) -> None:
@@ -246,7 +231,6 @@ def test_client_random_does_not_shift_when_clients_are_added():
 def test_each_client_has_its_own_random_stream():
     """Two clients in one world draw different numbers."""
     world = sandbox.World(9)
-    _worlds.append(world)
     draws: dict[str, float] = {}
 
     async def draw(client: sandbox.Client) -> None:

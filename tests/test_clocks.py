@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import math
 import time
 import warnings
@@ -19,17 +18,6 @@ with warnings.catch_warnings():
 
 #: A perfect clock reads 2026-01-01T00:00:00Z at virtual time 0.
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_garbage_collection_while_worlds_run():
-    """Collect dropped worlds only at a safe moment (see the fixture of the same name in test_world.py)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    yield
-    if was_enabled:
-        gc.enable()
-    gc.collect()
 
 
 def clock_app() -> FastAPI:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
@@ -14,17 +13,6 @@ from fastapi import Depends, FastAPI, HTTPException
 import sandbox
 
 TESTS_DIR = Path(__file__).resolve().parent
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_garbage_collection_while_worlds_run():
-    """Collect dropped worlds only at a safe moment (see the fixture of the same name in test_world.py)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    yield
-    if was_enabled:
-        gc.enable()
-    gc.collect()
 
 
 # --- the scenario: services, a database, retries, faults ---------------------------------
@@ -183,3 +171,72 @@ def test_fingerprint_is_a_sha256_hex_digest_of_the_log_so_far():
     late = world.fingerprint()
     assert len(late) == 64 and int(late, 16) >= 0
     assert late != early
+
+
+# --- process-wide time, uuid and random inside service code --------------------------------
+
+
+def stdlib_app() -> FastAPI:
+    import random
+    import time
+    import uuid
+
+    app = FastAPI()
+
+    @app.get("/draws")
+    async def draws():
+        return {"time": time.time(), "mono": time.monotonic(), "uuid": str(uuid.uuid4()), "random": random.random()}
+
+    @app.get("/nap")
+    async def nap():
+        time.sleep(0.1)
+
+    return app
+
+
+def _draws(seed: int) -> tuple[dict, list[sandbox.ServiceError]]:
+    world = sandbox.World(seed=seed)
+    world.add_service("std", stdlib_app)
+    seen: dict = {}
+
+    async def caller(client: sandbox.Client) -> None:
+        await client.sleep(2.0)
+        seen.update((await client.http.get("http://std/draws")).json())
+        await client.http.get("http://std/nap")
+
+    world.add_client("c", caller)
+    world.node("std").clock.offset = 30.0
+    world.run()
+    return seen, world.errors
+
+
+def test_time_uuid_and_random_in_service_code_answer_from_the_world():
+    """time.time() reads the node's clock, and uuid4() and random.random() come from the seed."""
+    first, _ = _draws(5)
+    again, _ = _draws(5)
+    other, _ = _draws(6)
+    assert first == again
+    assert first["uuid"] != other["uuid"] and first["random"] != other["random"]
+    assert abs(first["time"] - (sandbox.clocks.EPOCH + 30.0 + 2.0)) < 0.01
+    assert 2.0 < first["mono"] < 2.01
+
+
+def test_time_sleep_in_service_code_is_refused_with_advice():
+    """time.sleep() in service code fails with ForeignAwaitError pointing at sandbox.sleep."""
+    _, errors = _draws(5)
+    assert [e.type for e in errors] == ["ForeignAwaitError"]
+    assert "await sandbox.sleep(0.1)" in errors[0].message
+
+
+def test_time_uuid_and_random_are_untouched_outside_sandbox_code():
+    """Outside a sandbox task the stdlib functions are the real ones."""
+    import random
+    import time
+    import uuid
+
+    assert abs(time.time() - time.time_ns() / 1e9) < 1.0 and time.time() > 1.7e9
+    assert uuid.uuid4() != uuid.uuid4()
+    random.seed(1)
+    a = random.random()
+    random.seed(1)
+    assert random.random() == a

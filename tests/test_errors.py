@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
 import sandbox
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_garbage_collection_while_worlds_run():
-    """Collect dropped worlds only at a safe moment (see the fixture of the same name in test_world.py)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    yield
-    if was_enabled:
-        gc.enable()
-    gc.collect()
 
 
 def hello_app() -> FastAPI:

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import math
 
 import pytest
 from fastapi import Depends, FastAPI
 
 import sandbox
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_garbage_collection_while_worlds_run():
-    """Collect dropped worlds only at a safe moment (see the fixture of the same name in test_world.py)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    yield
-    if was_enabled:
-        gc.enable()
-    gc.collect()
 
 
 # --- app factories (module level: each replica runs a fresh copy of this module) ------
@@ -406,3 +394,23 @@ def test_link_to_an_unknown_node_raises():
     world = peers()
     with pytest.raises(sandbox.UnknownNameError, match="'nowhere'"):
         world.network.link("a", "nowhere")
+
+
+def test_set_links_changes_every_replica_link_between_two_services():
+    """set_links expands service names to their replicas and can set both directions at once."""
+    world = sandbox.World(seed=2)
+    world.add_service("a", counter_app, replicas=2)
+    world.add_service("b", counter_app, replicas=3)
+    world.network.set_links("a", "b", both_ways=True, latency=0.05, loss=0.5)
+    for x in ("a-0", "a-1"):
+        for y in ("b-0", "b-1", "b-2"):
+            assert world.network.link(x, y).latency == 0.05 and world.network.link(y, x).loss == 0.5
+    assert world.network.link("b-0", "b-1").latency == world.network.defaults.latency
+
+
+def test_set_links_rejects_unknown_fields_showing_them():
+    """An unknown link field raises InvalidParameterError naming it."""
+    world = sandbox.World(seed=2)
+    world.add_service("a", counter_app)
+    with pytest.raises(sandbox.InvalidParameterError, match="lateness=0.1"):
+        world.network.set_links("a", "a", lateness=0.1)

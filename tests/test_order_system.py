@@ -20,7 +20,7 @@ NEGATIVE_STOCK_SEED = 7
 
 @pytest.fixture
 def ran() -> Iterator[Callable[..., sandbox.World]]:
-    """Build and run order-system worlds (``ran(seed, **options)``); shut them down after the test."""
+    """Build and run order-system worlds (``ran(seed, **options)``)."""
     worlds: list[sandbox.World] = []
 
     def build_and_run(seed: int, **options: object) -> sandbox.World:
@@ -29,8 +29,6 @@ def ran() -> Iterator[Callable[..., sandbox.World]]:
         return world
 
     yield build_and_run
-    for world in worlds:
-        order_system.shut_down(world)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +145,6 @@ def test_lost_payment_replies_leave_charges_without_orders() -> None:
     world.network.partition(["payments"], ["orders"], one_way=True)
     order_system.run_to_completion(world)
     report = order_system.report(world, clients=2, orders_per_client=2, replicas=2, faults=True)
-    order_system.shut_down(world)
     assert report.orders.ok == 0 and report.orders.ids == ()
     assert report.charges and all(len(a) == order_system.PAYMENT_ATTEMPTS for a in report.charges.values())
     charged_no_order = [f for f in report.facts if f.startswith("charged, no order:")]

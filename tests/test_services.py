@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import threading
 import warnings
 
@@ -19,17 +18,6 @@ import sandbox
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's TestClient warns that it prefers httpx2
     from fastapi.testclient import TestClient
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_garbage_collection_while_worlds_run():
-    """Collect dropped worlds only at a safe moment (see the fixture of the same name in test_world.py)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    yield
-    if was_enabled:
-        gc.enable()
-    gc.collect()
 
 
 # --- app factories (module level: each replica runs a fresh copy of this module) ------

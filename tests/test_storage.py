@@ -153,26 +153,9 @@ def kv_app() -> FastAPI:
 
 # --- helpers ---------------------------------------------------------------------------
 
-_worlds: list[sandbox.World] = []
-
-
-@pytest.fixture(autouse=True)
-def _shut_down_worlds():
-    """Crash every node of the test's worlds, so no coroutine is left for the garbage collector to close.
-
-    Without this, the GC closes the suspended coroutines of a dropped world at an arbitrary moment; on
-    CPython 3.11 that can happen inside pytest's own ast.parse and crash the session (see test_api.py).
-    """
-    yield
-    while _worlds:
-        world = _worlds.pop()
-        for name in list(world.nodes):
-            world.crash(name)
-
 
 def new_world(seed: int = 11, **kwargs) -> sandbox.World:
     world = sandbox.World(seed, **kwargs)
-    _worlds.append(world)
     return world
 
 
@@ -631,3 +614,15 @@ def test_a_crash_ends_the_open_transactions_on_the_replicas_own_disk():
     world.run()
     assert r["body"] == [1]
     assert world.disk("svc-0").rows("t") == {"k": "after restart"}
+
+
+def test_a_store_can_be_loaded_directly_before_a_run():
+    """Store.load writes rows with no latency, in key order, and service code then reads them."""
+    world = make_world()
+    store = world.database(DB)
+    store.load("stock", {"lamp": {"qty": 2}, "desk": {"qty": 1}})
+    assert store.rows("stock") == {"desk": {"qty": 1}, "lamp": {"qty": 2}}
+    assert store.write("stock", "lamp", {"qty": 5}) == 2
+    assert store.read("stock", "lamp") == {"qty": 5}
+    with pytest.raises(sandbox.InvalidParameterError, match="set"):
+        store.write("stock", "x", {1, 2})

@@ -84,22 +84,9 @@ def shipping_app() -> FastAPI:
 
 # --- helpers ---------------------------------------------------------------------------
 
-_worlds: list[sandbox.World] = []
-
-
-@pytest.fixture(autouse=True)
-def _shut_down_worlds():
-    """Crash every node of the test's worlds, so no coroutine is left for the garbage collector (see test_api.py)."""
-    yield
-    while _worlds:
-        world = _worlds.pop()
-        for name in list(world.nodes):
-            world.crash(name)
-
 
 def new_world(seed: int = 3, *, tracing: bool = True, constant_latency: float | None = None) -> sandbox.World:
     world = sandbox.World(seed, tracing=tracing)
-    _worlds.append(world)
     if constant_latency is not None:
         world.network.set_defaults(latency=constant_latency, jitter=0, distribution="constant")
     world.add_service("orders", orders_app)

@@ -12,23 +12,6 @@ from fastapi import Depends, FastAPI
 import sandbox
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _no_garbage_collection_while_worlds_run():
-    """Work around the bug shown by test_dropped_world_runs_no_service_code_when_garbage_collected.
-
-    A dropped world's suspended service coroutines run Starlette code (traceback.format_exc)
-    when the garbage collector closes them; if that happens inside another ast.parse (pytest's
-    assertion rewriting, a traceback), CPython 3.11 raises SystemError there. So this module's
-    tests run with automatic collection off, and the worlds are collected once at its end.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    yield
-    if was_enabled:
-        gc.enable()
-    gc.collect()
-
-
 # --- app factories (module level: each replica runs a fresh copy of this module) ------
 
 
@@ -536,3 +519,19 @@ def test_run_waits_for_the_workload_of_a_restarted_client():
     world.run()
     assert ("a", 2, 4.5) in ticks
     assert world.now == 4.5
+
+
+def test_run_settles_after_the_clients_finish():
+    """run(settle=s) goes on s virtual seconds after the last client finished, then the world is finished."""
+    world = sandbox.World(seed=1)
+
+    async def quick(client: sandbox.Client) -> None:
+        await client.sleep(1.0)
+
+    world.add_client("c", quick)
+    assert not world.clients_done
+    world.run(settle=2.5)
+    assert world.clients_done
+    assert world.now == pytest.approx(3.5)
+    with pytest.raises(sandbox.WorldFinishedError):
+        world.run(until=10)

@@ -47,7 +47,7 @@ faults of your own. Each service is an ordinary FastAPI app built by its factory
 
 from __future__ import annotations
 
-import hashlib
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -64,8 +64,7 @@ PRICES: dict[str, int] = {"lamp": 2_500, "kettle": 3_900, "teapot": 1_800, "desk
 WAREHOUSES = ("central", "east", "west")
 
 # --- the generated services ------------------------------------------------------------
-# Everything from here to "the world" is the code as the assistant wrote it (new_id aside:
-# see its docstring).
+# Everything from here to "the world" is the code as the assistant wrote it.
 
 #: How long the orders service waits for payments before it retries.
 PAYMENT_TIMEOUT = 0.25
@@ -136,13 +135,9 @@ class Charge(BaseModel):
     status: str = "succeeded"
 
 
-def new_id(prefix: str, clock: sandbox.Clock) -> str:
-    """A short unique id such as ``ord-5f2a9c01be``, hashed from this machine's clock.
-
-    Not ``uuid4()``: the sandbox replays a run exactly from its seed, and uuid4
-    draws from the operating system's randomness.
-    """
-    return f"{prefix}-{hashlib.sha256(str(clock.time_ns()).encode()).hexdigest()[:10]}"
+def new_id(prefix: str) -> str:
+    """A short unique id such as ``ord-5f2a9c01be``."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def create_orders_app() -> FastAPI:
@@ -171,7 +166,6 @@ def create_orders_app() -> FastAPI:
         db: sandbox.Database = Depends(sandbox.database("orders-db")),
         http: sandbox.HttpClient = Depends(sandbox.http_client),
         producer: sandbox.Producer = Depends(sandbox.producer),
-        clock: sandbox.Clock = Depends(sandbox.clock),
     ) -> Order:
         if req.sku not in PRICES:
             raise HTTPException(404, f"unknown product {req.sku!r}")
@@ -182,7 +176,7 @@ def create_orders_app() -> FastAPI:
             raise HTTPException(409, f"{req.sku} is out of stock")
 
         # 2. Reserve the stock for this order.
-        order_id = new_id("ord", clock)
+        order_id = new_id("ord")
         r = await http.post(
             "http://inventory/reservations", json={"order_id": order_id, "sku": req.sku, "qty": req.qty}
         )
@@ -267,11 +261,10 @@ def create_payments_app() -> FastAPI:
     async def create_charge(
         req: ChargeRequest,
         db: sandbox.Database = Depends(sandbox.database("payments-db")),
-        clock: sandbox.Clock = Depends(sandbox.clock),
     ) -> Charge:
         # Ask the card network to move the money (simulated: it just takes a while).
         await sandbox.sleep(CARD_NETWORK_TIME)
-        charge = Charge(id=new_id("ch", clock), order_id=req.order_id, amount=req.amount, card_last4=req.card[-4:])
+        charge = Charge(id=new_id("ch"), order_id=req.order_id, amount=req.amount, card_last4=req.card[-4:])
         await db.put("charges", charge.id, charge.model_dump())
         return charge
 
@@ -286,7 +279,6 @@ def create_notifications_app() -> FastAPI:
     async def send_confirmation(
         message: sandbox.Message,
         db: sandbox.Database = Depends(sandbox.database("notifications-db")),
-        clock: sandbox.Clock = Depends(sandbox.clock),
     ) -> None:
         order = message.value
         email = {
@@ -295,7 +287,7 @@ def create_notifications_app() -> FastAPI:
             "order_id": order["id"],
         }
         # "Send" it: our mail provider is simulated by recording the email.
-        await db.put("emails", new_id("email", clock), email)
+        await db.put("emails", new_id("email"), email)
 
     @app.get("/emails/{customer}")
     async def inbox(customer: str, db: sandbox.Database = Depends(sandbox.database("notifications-db"))) -> list[dict]:
@@ -453,25 +445,7 @@ async def _post_order(client: sandbox.Client, request: dict) -> sandbox.Response
 
 def run_to_completion(world: sandbox.World) -> sandbox.World:
     """Run until every customer is done, then ``SETTLE_TIME`` more for consumers to catch up."""
-    while world.now < MAX_TIME and not all(c.done.triggered for c in world.clients.values()):
-        world.run(until=world.now + 1.0)
-    world.run(until=world.now + SETTLE_TIME)
-    return world
-
-
-def shut_down(world: sandbox.World) -> None:
-    """Stop every node of a world that has done its work (it cannot run on afterwards).
-
-    A finished world still holds coroutines that wait forever (the consumer loops,
-    requests still in flight). Left alone, Python closes them whenever its garbage
-    collector happens to run, executing their cleanup code at an arbitrary moment:
-    on CPython 3.11 and 3.12, a traceback formatted then breaks an unrelated
-    ``ast.parse`` running at that moment (``SystemError: AST constructor recursion
-    depth mismatch``). Crashing the nodes closes them here and now instead. Read
-    what you need (report, fingerprint) first: the crashes are logged.
-    """
-    for name in list(world.nodes):
-        world.crash(name)
+    return world.run(limit=MAX_TIME - world.now, settle=SETTLE_TIME)
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -664,5 +638,4 @@ def run(
     )
     run_to_completion(world)
     result = report(world, clients=clients, orders_per_client=orders_per_client, replicas=replicas, faults=faults)
-    shut_down(world)
     return result
