@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 5.0
 
 _UNSET: Any = object()
+_COMPACT_JSON = _json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Headers(dict):
@@ -143,7 +144,7 @@ def build_request(
         if content is not None:
             raise InvalidParameterError("pass either json= or content=, not both")
         try:
-            body = _json.dumps(json, separators=(",", ":")).encode()
+            body = _COMPACT_JSON(json).encode()
         except TypeError as exc:
             raise InvalidParameterError(
                 f"json={json!r} is not JSON-serialisable ({exc}); send plain dicts, lists, str, "

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import json
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -42,9 +43,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -65,18 +64,30 @@ SCOPE = "chaos-dojo.sandbox"
 
 
 class SeededIdGenerator(IdGenerator):
-    """Trace and span ids drawn from one of the world's seeded streams."""
+    """Trace and span ids drawn from one of the world's seeded streams.
+
+    ``force(context)`` makes the next ids those of ``context`` (without drawing), so
+    that the SDK can build a span whose ids were drawn earlier.
+    """
 
     def __init__(self, rng: Any) -> None:
         self._rng = rng
+        self._forced: trace.SpanContext | None = None
+
+    def force(self, context: trace.SpanContext | None) -> None:
+        self._forced = context
 
     def generate_span_id(self) -> int:
+        if self._forced is not None:
+            return self._forced.span_id
         while True:
             value = self._rng.getrandbits(64)
             if value:
                 return value
 
     def generate_trace_id(self) -> int:
+        if self._forced is not None:
+            return self._forced.trace_id
         while True:
             value = self._rng.getrandbits(128)
             if value:
@@ -171,6 +182,117 @@ class VirtualTracer(trace.Tracer):
             yield current  # type: ignore[misc]
 
 
+class AutoSpan(trace.Span):
+    """A span the sandbox records by itself (HTTP client and server, database, broker).
+
+    It behaves as a recording span while the world runs: service code can find it
+    with ``trace.get_current_span()`` and add attributes, events and a status to it,
+    and child spans take it as their parent. Its ids are drawn from the world's
+    seeded id generator when it starts, exactly as the SDK would draw them. The
+    OpenTelemetry SDK builds the real span from it (same ids, timestamps,
+    attributes, events and status, through the node's TracerProvider) when the spans
+    are first read: building SDK spans costs tens of microseconds each, and many
+    runs are checked without ever reading them.
+    """
+
+    __slots__ = ("node", "_name", "kind", "_context", "parent", "start_time", "end_time", "attributes", "events", "links", "status", "_tracing")
+
+    def __init__(self, tracing: Tracing, node: str, name: str, kind: SpanKind, parent: trace.SpanContext | None, attributes: dict[str, Any]) -> None:
+        generator = tracing.id_generator
+        trace_id = parent.trace_id if parent is not None else generator.generate_trace_id()
+        self._context = trace.SpanContext(trace_id, generator.generate_span_id(), is_remote=False, trace_flags=_SAMPLED)
+        self._tracing = tracing
+        self.node = node
+        self._name = name
+        self.kind = kind
+        self.parent = parent
+        self.start_time = tracing.now_ns()
+        self.end_time: int | None = None
+        self.attributes = attributes
+        self.events: list[tuple[str, Any, int]] = []
+        self.links: list[trace.Link] = []
+        self.status = Status(StatusCode.UNSET)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def get_span_context(self) -> trace.SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return self.end_time is None
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self.end_time is None:
+            self.attributes[key] = value
+
+    def set_attributes(self, attributes: Any) -> None:
+        if self.end_time is None:
+            self.attributes.update(attributes)
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        if self.end_time is None:
+            self.events.append((name, dict(attributes or {}), timestamp if timestamp is not None else self._tracing.now_ns()))
+
+    def add_link(self, context: trace.SpanContext, attributes: Any = None) -> None:
+        if self.end_time is None:
+            self.links.append(trace.Link(context, attributes))
+
+    def update_name(self, name: str) -> None:
+        if self.end_time is None:
+            self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self.end_time is not None:
+            return
+        if isinstance(status, StatusCode):
+            status = Status(status, description)
+        if self.status.status_code is StatusCode.OK:
+            return  # as in the SDK: OK is final
+        if status.status_code is StatusCode.UNSET:
+            return
+        self.status = status
+
+    def record_exception(self, exception: BaseException, attributes: Any = None, timestamp: int | None = None, escaped: bool = False) -> None:
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        details = {  # the attributes the SDK's record_exception writes
+            "exception.type": qualname if module in (None, "builtins") else f"{module}.{qualname}",
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(type(exception), exception, exception.__traceback__)),
+            "exception.escaped": str(escaped),
+        }
+        details.update(attributes or {})
+        self.add_event("exception", details, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self.end_time is not None:
+            return
+        self.end_time = end_time if end_time is not None else self._tracing.now_ns()
+        self._tracing._finished.append(self)
+
+    def __repr__(self) -> str:
+        return f"<AutoSpan {self._name!r} {self.kind.name} on {self.node}>"
+
+
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+
+
+class _Collector(SpanProcessor):
+    """Keeps every span the SDK ends, in order, alongside the recorded automatic spans."""
+
+    def __init__(self, tracing: Tracing) -> None:
+        self._tracing = tracing
+
+    def on_end(self, span: ReadableSpan) -> None:
+        tracing = self._tracing
+        if tracing._building is not None:
+            tracing._building.append(span)
+        else:
+            tracing._finished.append(span)
+
+
 class _NodeTracer:
     __slots__ = ("raw", "virtual")
 
@@ -180,40 +302,49 @@ class _NodeTracer:
 
 
 class Tracing:
-    """A world's OpenTelemetry set-up: per-node providers, one id generator, one exporter."""
+    """A world's OpenTelemetry set-up: per-node providers sharing one seeded id generator.
+
+    ``spans()`` lists every finished span, in the order they ended: the spans
+    service code made with the tracer dependency, and the sandbox's automatic spans
+    (built into SDK spans on first read, see ``AutoSpan``).
+    """
 
     def __init__(self, world: World) -> None:
         self.world = world
-        self.exporter = InMemorySpanExporter()
         self.id_generator = SeededIdGenerator(world.streams["tracing"])
-        self._processor = SimpleSpanProcessor(self.exporter)
+        self._collector = _Collector(self)
         self.providers: dict[str, TracerProvider] = {}
         self._tracers: dict[str, _NodeTracer] = {}
+        self._finished: list[ReadableSpan | AutoSpan] = []
+        self._built: list[ReadableSpan] = []
+        self._building: list[ReadableSpan] | None = None
 
     def now_ns(self) -> int:
         """Virtual time now as Unix nanoseconds: ``clocks.EPOCH_NS + round(world.now * 1e9)``."""
         return EPOCH_NS + round(self.world.env.now * 1e9)
 
-    def provider(self, node: Node) -> TracerProvider:
+    def provider(self, node: Node | str) -> TracerProvider:
         """The TracerProvider of one node (its resource names its service and replica)."""
-        provider = self.providers.get(node.name)
+        name = node if isinstance(node, str) else node.name
+        provider = self.providers.get(name)
         if provider is None:
-            service = getattr(getattr(node, "service", None), "name", node.name)
-            resource = Resource(
-                {"service.name": service, "service.instance.id": node.name, "chaos_dojo.node.kind": node.kind}
-            )
+            found = self.world.nodes.get(name)
+            service = getattr(getattr(found, "service", None), "name", name)
+            kind = getattr(found, "kind", "node")
+            resource = Resource({"service.name": service, "service.instance.id": name, "chaos_dojo.node.kind": kind})
             provider = TracerProvider(
                 sampler=ALWAYS_ON, resource=resource, shutdown_on_exit=False, id_generator=self.id_generator
             )
-            provider.add_span_processor(self._processor)
-            self.providers[node.name] = provider
+            provider.add_span_processor(self._collector)
+            self.providers[name] = provider
         return provider
 
-    def _node_tracer(self, node: Node) -> _NodeTracer:
-        nt = self._tracers.get(node.name)
+    def _node_tracer(self, node: Node | str) -> _NodeTracer:
+        name = node if isinstance(node, str) else node.name
+        nt = self._tracers.get(name)
         if nt is None:
-            raw = self.provider(node).get_tracer(SCOPE)
-            nt = self._tracers[node.name] = _NodeTracer(raw, VirtualTracer(raw, self))
+            raw = self.provider(name).get_tracer(SCOPE)
+            nt = self._tracers[name] = _NodeTracer(raw, VirtualTracer(raw, self))
         return nt
 
     def tracer_for(self, node: Node) -> VirtualTracer:
@@ -222,8 +353,9 @@ class Tracing:
 
     # --- automatic instrumentation -----------------------------------------------------
 
-    def _start(self, node: Node, name: str, kind: SpanKind, parent: otel_context.Context | None, attributes: dict[str, Any]) -> trace.Span:
-        return self._node_tracer(node).raw.start_span(name, parent, kind, attributes, start_time=self.now_ns())
+    def _start(self, node: Node, name: str, kind: SpanKind, parent: otel_context.Context | None, attributes: dict[str, Any]) -> AutoSpan:
+        parent_span = trace.get_current_span(parent).get_span_context()
+        return AutoSpan(self, node.name, name, kind, parent_span if parent_span.is_valid else None, attributes)
 
     def end_span(self, span: trace.Span, error: BaseException | None) -> None:
         if error is not None:
@@ -254,7 +386,7 @@ class Tracing:
     def server_span(self, node: Node, task: Task, request: HttpRequest) -> trace.Span:
         """Start the SERVER span of an incoming request, child of its traceparent, current in ``task``."""
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers if k in (b"traceparent", b"tracestate")}
-        parent = PROPAGATOR.extract(carrier) if carrier else None
+        parent = PROPAGATOR.extract(carrier) if carrier else otel_context.Context()
         span = self._start(
             node, f"{request.method} {request.path}", SpanKind.SERVER, parent,
             {"http.request.method": request.method, "url.path": request.path, "url.scheme": "http"},
@@ -311,8 +443,34 @@ class Tracing:
     # --- reading and exporting -----------------------------------------------------------
 
     def spans(self) -> list[ReadableSpan]:
-        """Every finished span, in the order they ended."""
-        return list(self.exporter.get_finished_spans())
+        """Every finished span, in the order they ended, as OpenTelemetry SDK spans."""
+        finished = self._finished
+        built = self._built
+        for item in finished[len(built):]:
+            built.append(self._build(item) if isinstance(item, AutoSpan) else item)
+        return list(built)
+
+    def _build(self, auto: AutoSpan) -> ReadableSpan:
+        """The SDK span of a recorded automatic span: same ids, times, attributes, events, status."""
+        parent = (
+            trace.set_span_in_context(trace.NonRecordingSpan(auto.parent)) if auto.parent is not None else otel_context.Context()
+        )
+        self.id_generator.force(auto.get_span_context())
+        self._building = []
+        try:
+            span = self._node_tracer(auto.node).raw.start_span(
+                auto.name, parent, auto.kind, auto.attributes, auto.links or None, start_time=auto.start_time
+            )
+            for name, attributes, timestamp in auto.events:
+                span.add_event(name, attributes, timestamp)
+            if auto.status.status_code is not StatusCode.UNSET:
+                span.set_status(auto.status)
+            span.end(end_time=auto.end_time)
+            (built,) = self._building
+        finally:
+            self._building = None
+            self.id_generator.force(None)
+        return built
 
     def otlp(self) -> Any:
         """The finished spans as an OTLP ``ExportTraceServiceRequest`` protobuf message."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 from simpy.events import AllOf
 
+from ._runtime import driving
 from ._streams import Streams, check_seed
 from .broker import BROKER_NODE
 from .clients import ClientNode, WorkloadFn
@@ -352,19 +353,21 @@ class World:
                     f"until={until!r} is not later than now (t={self.now:g}): virtual time only moves forward; "
                     f"pass a later until, or build a new World(seed={self.seed})"
                 )
-            self.env.run(until=until)
+            with driving():
+                self.env.run(until=until)
             return self
         _seconds("limit", limit, positive=True)
         _seconds("settle", settle)
-        if self.clients:
-            pending = [c.done for c in self.clients.values() if not c.done.triggered]
-            if pending:
-                deadline = self.env.timeout(limit)
-                self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
-        else:
-            self.env.run(until=self.env.now + limit)
-        if settle:
-            self.env.run(until=self.env.now + settle)
+        with driving():
+            if self.clients:
+                pending = [c.done for c in self.clients.values() if not c.done.triggered]
+                if pending:
+                    deadline = self.env.timeout(limit)
+                    self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
+            else:
+                self.env.run(until=self.env.now + limit)
+            if settle:
+                self.env.run(until=self.env.now + settle)
         self._finished = True
         return self
 
