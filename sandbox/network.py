@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from simpy.events import Timeout
+from simpy.events import NORMAL, Event
 
 from .errors import InvalidParameterError
 
@@ -233,24 +233,23 @@ class Network:
         world = self.world
         link = self._links.get((src.name, dst.name)) or self._link(src.name, dst.name)
         state, rng = link.state, link.rng
+        log = world._log
+        now = world.env.now
         if state.cut:
-            world.record("net.drop", src.name, dst.name, kind, msg_id, "partition")
+            log.append((now, "net.drop", src.name, dst.name, kind, msg_id, "partition"))
             return
         if state.loss and rng.random() < state.loss:
-            world.record("net.drop", src.name, dst.name, kind, msg_id, "loss")
+            log.append((now, "net.drop", src.name, dst.name, kind, msg_id, "loss"))
             return
         delay = state.sample_delay(rng)
         if state.reorder and rng.random() < state.reorder:
             delay += state.reorder_delay
-        world.record("net.send", src.name, dst.name, kind, msg_id, delay)
-        self._schedule(delay, _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id))
+        log.append((now, "net.send", src.name, dst.name, kind, msg_id, delay))
+        _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id, delay)
         if state.duplicate and rng.random() < state.duplicate:
             again = state.sample_delay(rng)
-            world.record("net.duplicate", src.name, dst.name, kind, msg_id, again)
-            self._schedule(again, _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id))
-
-    def _schedule(self, delay: float, arrival: _Arrival) -> None:
-        Timeout(self.world.env, delay).callbacks.append(arrival)
+            log.append((now, "net.duplicate", src.name, dst.name, kind, msg_id, again))
+            _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id, again)
 
 
 class _Partition:
@@ -280,12 +279,17 @@ class _Link:
         self.rng = rng
 
 
-class _Arrival:
-    """The callback that hands a message to its destination when its delay is over."""
+class _Arrival(Event):
+    """A message in flight: a SimPy event that hands it to its destination when its delay is over."""
 
     __slots__ = ("world", "link", "src", "dst", "deliver", "payload", "kind", "msg_id")
 
-    def __init__(self, world, link, src, dst, deliver, payload, kind, msg_id) -> None:
+    def __init__(self, world, link, src, dst, deliver, payload, kind, msg_id, delay: float) -> None:
+        env = world.env
+        self.env = env
+        self.callbacks = [_arrive]
+        self._value = None
+        self._ok = True
         self.world = world
         self.link = link
         self.src = src
@@ -294,14 +298,17 @@ class _Arrival:
         self.payload = payload
         self.kind = kind
         self.msg_id = msg_id
+        env.schedule(self, NORMAL, delay)
 
-    def __call__(self, _event: Any) -> None:
-        dst = self.dst
-        if self.link.state.cut:
-            self.world.record("net.drop", self.src, dst.name, self.kind, self.msg_id, "partition")
-            return
-        if not dst.alive:
-            self.world.record("net.drop", self.src, dst.name, self.kind, self.msg_id, "down")
-            return
-        self.world.record("net.deliver", self.src, dst.name, self.kind, self.msg_id)
-        self.deliver(self.payload)
+
+def _arrive(arrival: _Arrival) -> None:
+    dst = arrival.dst
+    log = arrival.world._log
+    if arrival.link.state.cut:
+        log.append((arrival.env.now, "net.drop", arrival.src, dst.name, arrival.kind, arrival.msg_id, "partition"))
+        return
+    if not dst.alive:
+        log.append((arrival.env.now, "net.drop", arrival.src, dst.name, arrival.kind, arrival.msg_id, "down"))
+        return
+    log.append((arrival.env.now, "net.deliver", arrival.src, dst.name, arrival.kind, arrival.msg_id))
+    arrival.deliver(arrival.payload)

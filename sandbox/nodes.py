@@ -14,6 +14,7 @@ client) is a ``Node``; they share the request/reply machinery in ``call``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event, Timeout
@@ -41,6 +42,10 @@ class Node:
         self.clock = Clock(world.env, name)
         self.tasks: dict[int, Task] = {}
         self._pending: dict[int, Event] = {}
+        # Deadlines of outstanding calls, earliest first, served by one timer per node
+        # (not one SimPy event per call: most calls are answered long before).
+        self._deadlines: list[tuple[float, int, float, str]] = []
+        self._timer_at: float | None = None
 
     def __repr__(self) -> str:
         state = "up" if self.alive else "down"
@@ -56,6 +61,7 @@ class Node:
         self.epoch += 1
         self.world.record("node.crash", self.name)
         pending, self._pending = self._pending, {}
+        self._deadlines = []
         for event in pending.values():
             event.defused = True
         for task in list(self.tasks.values()):
@@ -126,11 +132,37 @@ class Node:
         self._pending[msg_id] = reply
         world.network.send(self, dst, _Deliver(handler, self, self.epoch, msg_id), request, kind, msg_id)
         if timeout is not None:
-            Timeout(self.env, timeout).callbacks.append(_Expire(self, msg_id, timeout, describe))
+            deadline = self.env.now + timeout
+            heappush(self._deadlines, (deadline, msg_id, timeout, describe))
+            if self._timer_at is None or deadline < self._timer_at:
+                self._arm(deadline)
         try:
             return await WaitEvent(reply)
         finally:
             self._pending.pop(msg_id, None)
+
+    def _arm(self, deadline: float) -> None:
+        self._timer_at = deadline
+        Timeout(self.env, max(deadline - self.env.now, 0.0), deadline).callbacks.append(self._expire_due)
+
+    def _expire_due(self, event: Event) -> None:
+        if event._value != self._timer_at:
+            return  # superseded by an earlier deadline
+        self._timer_at = None
+        now = self.env.now + 1e-9  # a deadline is due at its time, whatever float rounding did
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _deadline, msg_id, timeout, describe = heappop(deadlines)
+            pending = self._pending.pop(msg_id, None)
+            if pending is not None and not pending.triggered:
+                self.world.record("rpc.timeout", self.name, msg_id, timeout)
+                pending.fail(
+                    RequestTimeout(
+                        f"{describe}: no response within {timeout:g}s (virtual) [{self.name}, t={self.env.now:.4f}]"
+                    )
+                )
+        if deadlines:
+            self._arm(deadlines[0][0])
 
     def reply(self, caller: Node, caller_epoch: int, msg_id: int, response: Any, kind: str) -> None:
         """Send ``response`` back to ``caller`` for its request ``msg_id``."""
@@ -175,24 +207,3 @@ class _Reply:
             caller.world.record("net.late", caller.name, self.msg_id, "caller gave up")
             return
         event.succeed(response)
-
-
-class _Expire:
-    __slots__ = ("node", "msg_id", "timeout", "describe")
-
-    def __init__(self, node: Node, msg_id: int, timeout: float, describe: str) -> None:
-        self.node = node
-        self.msg_id = msg_id
-        self.timeout = timeout
-        self.describe = describe
-
-    def __call__(self, _event: Any) -> None:
-        event = self.node._pending.pop(self.msg_id, None)
-        if event is not None and not event.triggered:
-            self.node.world.record("rpc.timeout", self.node.name, self.msg_id, self.timeout)
-            event.fail(
-                RequestTimeout(
-                    f"{self.describe}: no response within {self.timeout:g}s (virtual) "
-                    f"[{self.node.name}, t={self.node.env.now:.4f}]"
-                )
-            )
