@@ -726,3 +726,55 @@ def test_testclient_without_connect_local_names_the_missing_service():
     with TestClient(app, raise_server_exceptions=True) as tc:
         with pytest.raises(sandbox.UnknownServiceError, match="connect_local"):
             tc.post("/orders/o1")
+
+
+def fan_out_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/slow/{seconds}")
+    async def slow(seconds: float):
+        await sandbox.sleep(seconds)
+        if seconds > 1:
+            raise HTTPException(504, "too slow")
+        return {"slept": seconds, "host": sandbox.hostname()}
+
+    @app.get("/fan")
+    async def fan(http: sandbox.HttpClient = Depends(sandbox.http_client)):
+        first, second = await sandbox.gather(http.get("http://api/slow/0.2"), http.get("http://api/slow/0.3"))
+        return {"results": [first.json(), second.json()]}
+
+    @app.get("/fan-fails")
+    async def fan_fails():
+        async def boom() -> None:
+            await sandbox.sleep(0.1)
+            raise ValueError("boom")
+
+        async def fine() -> str:
+            await sandbox.sleep(0.2)
+            return "fine"
+
+        outcome = await sandbox.gather(boom(), fine(), return_exceptions=True)
+        return {"outcome": [repr(x) for x in outcome]}
+
+    return app
+
+
+def test_gather_runs_awaitables_concurrently_in_virtual_time():
+    """sandbox.gather waits for all its awaitables at once: 0.2 s and 0.3 s calls take about 0.3 s together."""
+    world, (r,) = serve(fan_out_app, ("GET", "http://api/fan", {}))
+    assert r.status_code == 200
+    assert [x["slept"] for x in r.json()["results"]] == [0.2, 0.3]
+    assert 0.3 < r.elapsed < 0.35
+
+
+def test_gather_can_return_exceptions_in_place():
+    """With return_exceptions=True, gather puts a failure in its slot instead of raising it."""
+    world, (r,) = serve(fan_out_app, ("GET", "http://api/fan-fails", {}))
+    assert r.json() == {"outcome": ["ValueError('boom')", "'fine'"]}
+
+
+def test_hostname_names_the_replica_serving_the_request():
+    """sandbox.hostname() inside an endpoint is the name of the replica's node, like socket.gethostname()."""
+    world, (r,) = serve(fan_out_app, ("GET", "http://api/slow/0", {}))
+    assert r.json()["host"] == "api-0"
+    assert sandbox.hostname() == "localhost"

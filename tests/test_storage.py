@@ -626,3 +626,33 @@ def test_a_store_can_be_loaded_directly_before_a_run():
     assert store.read("stock", "lamp") == {"qty": 5}
     with pytest.raises(sandbox.InvalidParameterError, match="set"):
         store.write("stock", "x", {1, 2})
+
+
+def slow_db_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/read")
+    async def read(db: sandbox.Database = Depends(sandbox.database(DB, timeout=0.05))):
+        try:
+            return {"value": await db.get("t", "k")}
+        except sandbox.RequestTimeout as exc:
+            return {"timeout": str(exc)}
+
+    return app
+
+
+def test_a_database_dependency_has_its_own_timeout():
+    """sandbox.database(name, timeout=s) makes a call give up after s virtual seconds with RequestTimeout."""
+    world = sandbox.World(seed=1)
+    world.add_database(DB, latency=0.2, jitter=0)
+    world.add_service("svc", slow_db_app)
+    seen: dict = {}
+
+    async def caller(client: sandbox.Client) -> None:
+        seen.update((await client.http.get("http://svc/read")).json())
+
+    world.add_client("c", caller)
+    world.run()
+    assert "no response within 0.05s" in seen["timeout"]
+    with pytest.raises(sandbox.InvalidParameterError, match="timeout=0"):
+        sandbox.database(DB, timeout=0)

@@ -391,3 +391,35 @@ def test_tracing_off_records_no_spans():
     assert out["status"] == 201
     assert world.tracing is None
     assert world.spans() == []
+
+
+def annotating_app() -> FastAPI:
+    from opentelemetry import trace
+
+    app = FastAPI()
+
+    @app.post("/orders/{order_id}", status_code=201)
+    async def place(order_id: str):
+        span = trace.get_current_span()  # the sandbox's SERVER span, as with auto-instrumentation
+        span.set_attribute("order.id", order_id)
+        span.add_event("validated")
+        return {"id": order_id}
+
+    return app
+
+
+def test_service_code_can_annotate_the_automatic_server_span():
+    """trace.get_current_span() in an endpoint is the SERVER span; attributes and events added there are exported."""
+    world = sandbox.World(seed=3, tracing=True)
+    world.add_service("shop", annotating_app)
+
+    async def buyer(client: sandbox.Client) -> None:
+        await client.http.post("http://shop/orders/o-7")
+
+    world.add_client("buyer", buyer)
+    world.run()
+    (server,) = [s for s in world.spans() if s.kind == SpanKind.SERVER]
+    assert server.name == "POST /orders/{order_id}"
+    assert server.attributes["order.id"] == "o-7"
+    assert [e.name for e in server.events] == ["validated"]
+    assert world.spans() == world.spans()  # built once, then the same objects
