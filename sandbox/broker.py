@@ -363,17 +363,11 @@ class Producer:
         node = self._node
         broker = node.world.broker
         request = (topic, key, plain(value), hdrs, node.clock.time())
+        sent = node.call(broker, broker.handle_produce, request, "broker.produce", timeout, f"produce to {topic}")
         tracing = node.world.tracing
-        span = tracing.producer_span(node, topic) if tracing is not None else None
-        try:
-            meta = await node.call(broker, broker.handle_produce, request, "broker.produce", timeout, f"produce to {topic}")
-        except BaseException as exc:
-            if span is not None:
-                tracing.end_span(span, exc)
-            raise
-        if span is not None:
-            tracing.end_span(span, None)
-        return meta
+        if tracing is None:
+            return await sent
+        return await tracing.within(tracing.producer_span(node, topic), sent)
 
 
 class LocalProducer:

@@ -492,19 +492,16 @@ class _RemoteTransport:
         return self.db.name
 
     async def execute(self, op: tuple) -> Any:
-        db = self.db
         tracing = self.node.world.tracing
-        span = tracing.db_span(self.node, db.name, op) if tracing is not None else None
-        try:
-            status, value = await self.node.call(db, db.handle_op, op, "db", self.timeout, f"{db.name} {op[0]}")
-            if status == "err":
-                raise type(value)(*value.args)
-        except BaseException as exc:
-            if span is not None:
-                tracing.end_span(span, exc)
-            raise
-        if span is not None:
-            tracing.end_span(span, None)
+        if tracing is None:
+            return await self._round_trip(op)
+        return await tracing.within(tracing.db_span(self.node, self.db.name, op), self._round_trip(op))
+
+    async def _round_trip(self, op: tuple) -> Any:
+        db = self.db
+        status, value = await self.node.call(db, db.handle_op, op, "db", self.timeout, f"{db.name} {op[0]}")
+        if status == "err":
+            raise type(value)(*value.args)
         return value
 
 

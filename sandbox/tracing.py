@@ -357,6 +357,16 @@ class Tracing:
         parent_span = trace.get_current_span(parent).get_span_context()
         return AutoSpan(self, node.name, name, kind, parent_span if parent_span.is_valid else None, attributes)
 
+    async def within(self, span: trace.Span, awaitable: Any) -> Any:
+        """Await ``awaitable``; end ``span`` with its outcome (ERROR and the exception if it raised)."""
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            self.end_span(span, exc)
+            raise
+        self.end_span(span, None)
+        return result
+
     def end_span(self, span: trace.Span, error: BaseException | None) -> None:
         if error is not None:
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
