@@ -140,25 +140,26 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+async def charge_card(http: sandbox.HttpClient, order_id: str, amount: int, card: str) -> dict:
+    """Charge the card through the payments service, retrying if it is slow."""
+    for _attempt in range(PAYMENT_ATTEMPTS):
+        try:
+            r = await http.post(
+                "http://payments/charges",
+                json={"order_id": order_id, "amount": amount, "card": card},
+                timeout=PAYMENT_TIMEOUT,
+            )
+        except httpx.TimeoutException:
+            continue  # payments is slow right now: try again
+        if r.status_code == 201:
+            return r.json()
+        raise HTTPException(402, f"payment declined: {r.text}")
+    raise HTTPException(502, "payment service unavailable, please try again later")
+
+
 def create_orders_app() -> FastAPI:
     """The orders service: the front door that places orders."""
     app = FastAPI(title="orders")
-
-    async def charge_card(http: sandbox.HttpClient, order_id: str, amount: int, card: str) -> dict:
-        """Charge the card through the payments service, retrying if it is slow."""
-        for _attempt in range(PAYMENT_ATTEMPTS):
-            try:
-                r = await http.post(
-                    "http://payments/charges",
-                    json={"order_id": order_id, "amount": amount, "card": card},
-                    timeout=PAYMENT_TIMEOUT,
-                )
-            except httpx.TimeoutException:
-                continue  # payments is slow right now: try again
-            if r.status_code == 201:
-                return r.json()
-            raise HTTPException(402, f"payment declined: {r.text}")
-        raise HTTPException(502, "payment service unavailable, please try again later")
 
     @app.post("/orders", status_code=201)
     async def place_order(
