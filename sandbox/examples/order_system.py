@@ -530,6 +530,7 @@ class Report:
             f"Orders   {o.ok} placed, {o.failed} refused, {o.unknown} unknown (the customer never heard back); "
             f"{len(o.ids)} saved",
             f"Charges  {charged} charges for {len(self.charges)} orders, {_money(total)} in total",
+            f"         per order: {_per_order(self.charges)}",
             f"Emails   {self.emails} confirmations sent",
         ]
         if self.spans:
@@ -545,6 +546,15 @@ class Report:
             lines.append("Nothing went wrong: no double charge, no negative stock, no service error.")
         lines += ["", f"Replay:  {self.replay}", f"Fingerprint: {self.fingerprint[:16]}"]
         return "\n".join(lines)
+
+
+def _per_order(charges: Mapping[str, tuple[int, ...]]) -> str:
+    """``"17 charged once, 1 charged twice"``: how many orders were charged how many times."""
+    times: dict[int, int] = {}
+    for amounts in charges.values():
+        times[len(amounts)] = times.get(len(amounts), 0) + 1
+    words = {1: "once", 2: "twice"}
+    return ", ".join(f"{n} charged {words.get(k, f'{k} times')}" for k, n in sorted(times.items())) or "none"
 
 
 def _money(cents: int) -> str:
