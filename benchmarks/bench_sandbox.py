@@ -406,7 +406,6 @@ def fraction(x: float) -> str:
 
 
 def report(cfg: Config, repeats: int, timed: dict[str, Outcome], summary: str) -> None:
-    off, on, raw, alone = timed["off"], timed["on"], timed["raw"], timed["alone"]
     rate = {k: cfg.total / o.wall for k, o in timed.items()}
     us = {k: 1e6 * o.wall / cfg.total for k, o in timed.items()}
     print(f"\nseed={cfg.seed}: {cfg.clients} clients x {cfg.requests} requests = {cfg.total} requests per run, "

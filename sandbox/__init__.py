@@ -65,7 +65,8 @@ from .http import HttpClient, Response, connect_local
 from .network import LinkState, Network
 from .nodes import Node
 from .services import Service, ServiceError
-from .storage import Database, Row, Store, Transaction
+from .connections import Database, Transaction
+from .storage import Row, Store
 from .world import World
 
 __all__ = [

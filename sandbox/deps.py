@@ -33,7 +33,8 @@ from ._runtime import node_or_none
 from .errors import InvalidParameterError, UnknownNameError
 from .http import HttpClient, LocalHttpClient
 from .services import Instance, check_name
-from .storage import Database, Store, _DiskTransport, _LocalTransport, _RemoteTransport
+from .connections import Database, _DiskTransport, _LocalTransport, _RemoteTransport
+from .storage import Store
 
 #: Disk write latency (an fsync), in seconds.
 DISK_LATENCY = 0.001

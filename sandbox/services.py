@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from simpy.events import Event
 
 from ._runtime import Task, WaitEvent
-from .errors import ConfigError, InvalidParameterError, InvalidReplicasError
+from .errors import ConfigError, InvalidParameterError
 from .http import HttpRequest
 from .nodes import Node
 
