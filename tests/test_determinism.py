@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from fastapi import Depends, FastAPI, HTTPException
 
 import sandbox
@@ -240,3 +242,44 @@ def test_time_uuid_and_random_are_untouched_outside_sandbox_code():
     a = random.random()
     random.seed(1)
     assert random.random() == a
+
+
+# --- a property: any configuration replays ------------------------------------------------
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    loss=st.floats(0.0, 0.3),
+    duplicate=st.floats(0.0, 0.3),
+    reorder=st.floats(0.0, 0.3),
+    distribution=st.sampled_from(["normal", "uniform", "exponential", "pareto"]),
+    replicas=st.integers(1, 3),
+    crash_at=st.none() | st.floats(0.0, 0.5),
+)
+def test_any_faulty_configuration_replays_to_the_same_fingerprint(seed, loss, duplicate, reorder, distribution, replicas, crash_at):
+    """Whatever the seed, link faults, replicas and crash time, building and running the world twice gives one fingerprint."""
+
+    def run_once() -> tuple[str, list]:
+        world = sandbox.World(seed=seed)
+        world.network.set_defaults(loss=loss, duplicate=duplicate, reorder=reorder, distribution=distribution)
+        world.add_database("orders-db")
+        # isolate_module=False: a fresh copy of this test module would re-run @given inside this test.
+        world.add_service("orders", orders_app, replicas=replicas, isolate_module=False)
+        world.add_service("payments", payments_app, isolate_module=False)
+
+        async def shopper(client: sandbox.Client) -> None:
+            for i in range(3):
+                async with client.operation("place", i) as op:
+                    r = await client.http.post(f"http://orders/orders/{client.name}-{i}", timeout=0.3)
+                    op.ok(r.status_code)
+
+        for n in range(3):
+            world.add_client(f"shopper-{n}", shopper)
+        if crash_at is not None:
+            world.run(until=crash_at + 0.001)
+            world.crash("orders-0")
+        world.run(limit=30.0)
+        return world.fingerprint(), world.history.to_dicts()
+
+    assert run_once() == run_once()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sandbox import History, Op
 
@@ -119,3 +121,24 @@ def test_an_op_prints_as_one_line():
     h = sample()
     assert str(h[5]).split() == ["0.5000", "bob", "info", "read", "None", "(RequestTimeout)"]
     assert str(h[0]).split() == ["0.0000", "alice", "invoke", "write", "1"]
+
+
+# --- a property: histories survive a round trip through plain data ----------------------------
+
+_events = st.lists(st.tuples(st.sampled_from(["p1", "p2", "p3"]), st.sampled_from(["ok", "fail", "info", None]), st.integers(0, 5)), max_size=30)
+
+
+@given(_events)
+def test_any_history_round_trips_through_plain_dicts(events):
+    """Any well-formed history rebuilt from to_dicts() (even through JSON) equals the original, pairs included."""
+    h = History()
+    for t, (process, outcome, value) in enumerate(events):
+        if process in {op.process for op, done in h.pairs() if done is None}:
+            if outcome is not None:
+                h.complete(float(t), process, outcome, value)
+        else:
+            h.invoke(float(t), process, "write", value)
+    again = History.from_ops(json.loads(json.dumps(h.to_dicts())))
+    assert list(again) == list(h)
+    assert again.pairs() == h.pairs()
+    assert sum(1 for op in h if op.type == "invoke") == len(h.pairs())

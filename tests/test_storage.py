@@ -6,6 +6,9 @@ import math
 
 import pytest
 from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sandbox
 
@@ -656,3 +659,73 @@ def test_a_database_dependency_has_its_own_timeout():
     assert "no response within 0.05s" in seen["timeout"]
     with pytest.raises(sandbox.InvalidParameterError, match="timeout=0"):
         sandbox.database(DB, timeout=0)
+
+
+# --- a property: the database behaves like a dict with versions ----------------------------
+
+_ABSENT = object()
+
+_keys = st.sampled_from(["a", "b", "c"])
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), _keys, st.integers(0, 9), st.none() | st.integers(0, 4)),
+        st.tuples(st.just("insert"), _keys, st.integers(0, 9)),
+        st.tuples(st.just("delete"), _keys),
+        st.tuples(st.just("get"), _keys),
+        st.tuples(st.just("get_row"), _keys),
+        st.tuples(st.just("scan")),
+    ),
+    max_size=25,
+)
+
+
+def _model_results(steps: list[tuple]) -> list:
+    """What a versioned key-value table answers to ``steps``, computed with a plain dict."""
+    rows: dict[str, tuple[object, int]] = {}
+    out: list = []
+    for name, *args in steps:
+        key = args[0] if args else None
+        value, version = rows.get(key, (_ABSENT, 0))
+        current = 0 if value is _ABSENT else version
+        if name == "put":
+            new, if_version = args[1], args[2]
+            if if_version is not None and if_version != current:
+                out.append("VersionConflict")
+            else:
+                rows[key] = (new, version + 1)
+                out.append(version + 1)
+        elif name == "insert":
+            if value is not _ABSENT:
+                out.append("DuplicateKey")
+            else:
+                rows[key] = (args[1], version + 1)
+                out.append(version + 1)
+        elif name == "delete":
+            rows[key] = (_ABSENT, version + 1)
+            out.append(value is not _ABSENT)
+        elif name == "get":
+            out.append(None if value is _ABSENT else value)
+        elif name == "get_row":
+            out.append(None if value is _ABSENT else {"key": key, "value": value, "version": version})
+        else:  # scan
+            out.append([{"key": k, "value": v, "version": n} for k, (v, n) in sorted(rows.items()) if v is not _ABSENT])
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(_steps)
+def test_the_database_answers_like_a_versioned_dict(steps):
+    """Any sequence of puts (with or without if_version), inserts, deletes, gets and scans answers as the model does."""
+    requests = []
+    for name, *args in steps:
+        if name == "put":
+            key, value, if_version = args
+            requests.append(["put", "t", key, value] + ([] if if_version is None else [if_version]))
+        elif name == "scan":
+            requests.append(["scan", "t", {}])
+        else:
+            requests.append([name, "t", *args])
+    with TestClient(kv_app()) as client:
+        answers = client.post("/ops", json=requests).json()
+    got = [a["error"] if isinstance(a, dict) and "error" in a else a for a in answers]
+    assert got == _model_results(steps)
