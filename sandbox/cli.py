@@ -208,7 +208,8 @@ def course_command(
         course_command(Path("/work/chaos-dojo"), no_browser=True, port=8899)
         # [sys.executable, '-m', 'jupyterlab', 'course/00-start-here.ipynb',
         #  '--ServerApp.root_dir=/work/chaos-dojo',
-        #  '--LabApp.default_url=/lab/tree/course/00-start-here.ipynb', '--no-browser', '--port=8899']
+        #  '--LabApp.default_url=/lab/tree/course/00-start-here.ipynb',
+        #  '--ServerApp.log_level=WARN', '--LabApp.log_level=WARN', '--no-browser', '--port=8899']
     """
     notebook = START_NOTEBOOK.as_posix()
     argv = [
@@ -219,6 +220,9 @@ def course_command(
         f"--ServerApp.root_dir={root}",
         # The URL JupyterLab prints (when it cannot open a browser) leads straight to the notebook.
         f"--LabApp.default_url=/lab/tree/{notebook}",
+        # Warnings and the URL only (JupyterLab prints the URL at the critical level).
+        "--ServerApp.log_level=WARN",
+        "--LabApp.log_level=WARN",
     ]
     if no_browser:
         argv.append("--no-browser")
