@@ -39,6 +39,7 @@ from ._runtime import gather, sleep
 from .broker import Broker, Message, Producer, RecordMetadata, consumer
 from .clients import Client, Operation
 from .clocks import Clock
+from .connections import Database, Transaction
 from .deps import clock, database, disk, hostname, http_client, producer, tracer
 from .errors import (
     BadSeedError,
@@ -65,7 +66,6 @@ from .http import HttpClient, Response, connect_local
 from .network import LinkState, Network
 from .nodes import Node
 from .services import Service, ServiceError
-from .connections import Database, Transaction
 from .storage import Row, Store
 from .world import World
 

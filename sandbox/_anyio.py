@@ -29,7 +29,16 @@ from simpy.events import AllOf, Event
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-from ._runtime import BACKEND_NAME, Task, WaitEvent, _suggestion, current_node, current_task, require_node, sleep
+from ._runtime import (
+    BACKEND_NAME,
+    Task,
+    WaitEvent,
+    _suggestion,
+    current_node,
+    current_task,
+    require_node,
+    sleep,
+)
 from .errors import ForeignAwaitError
 
 

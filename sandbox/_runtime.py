@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Context, ContextVar, copy_context
@@ -113,8 +114,8 @@ async def sleep(seconds: float) -> None:
     """
     from .errors import InvalidParameterError
 
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-        raise InvalidParameterError(f"sleep(seconds={seconds!r}): use a number of seconds >= 0")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+        raise InvalidParameterError(f"sleep(seconds={seconds!r}): use a finite number of seconds >= 0")
     node = current_node.get()
     if node is None:
         await anyio.sleep(seconds)

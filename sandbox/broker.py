@@ -26,6 +26,7 @@ be idempotent, which is the point.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,13 @@ from pydantic import BaseModel
 from simpy.events import Timeout
 
 from ._runtime import Task, sleep
-from .errors import DuplicateNameError, InvalidParameterError, SimulatedFailure, UnknownNameError
+from .errors import (
+    DuplicateNameError,
+    InvalidParameterError,
+    SimulatedFailure,
+    UnknownNameError,
+)
+from .http import check_timeout
 from .nodes import Node
 from .services import Instance, check_name
 from .storage import plain
@@ -117,9 +124,8 @@ class _Record:
 class _Group:
     name: str
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
-    members: dict[str, float] = field(default_factory=dict)  # member id -> last poll time
+    members: dict[str, dict[str, float]] = field(default_factory=dict)  # topic -> member id -> last poll time
     owners: dict[tuple[str, int], str] = field(default_factory=dict)
-    positions: dict[tuple[str, int], int] = field(default_factory=dict)
     generation: int = 0
 
 
@@ -150,13 +156,14 @@ class Broker(Node):
         self._topics: dict[str, list[list[_Record]]] = {}
         self._groups: dict[str, _Group] = {}
         self._rr: dict[str, int] = {}
+        self._seen: set[tuple[str, int, int]] = set()
         world.record("broker.start", BROKER_NODE)
 
     # --- administration and inspection ----------------------------------------------
 
     def create_topic(self, name: str, partitions: int = DEFAULT_PARTITIONS) -> None:
         """Create topic ``name`` with ``partitions`` partitions (send() also creates topics)."""
-        check_name(name, "topic")
+        check_topic(name)
         if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
             raise InvalidParameterError(f"partitions={partitions!r} for topic {name!r}: use a whole number >= 1")
         if name in self._topics:
@@ -204,7 +211,6 @@ class Broker(Node):
         if g is None:
             raise UnknownNameError(f"no consumer group {group!r}; groups: {sorted(self._groups)}")
         g.owners.clear()
-        g.positions.clear()
         g.generation += 1
         self.world.record("broker.rebalance", group, g.generation)
 
@@ -220,7 +226,6 @@ class Broker(Node):
         for g in self._groups.values():  # the log and the committed offsets are durable
             g.members.clear()
             g.owners.clear()
-            g.positions.clear()
             g.generation += 1
 
     def instance_ready(self, instance: Instance) -> None:
@@ -242,7 +247,18 @@ class Broker(Node):
 
         Timeout(self.env, self.latency).callbacks.append(run)
 
+    def _first_time(self, caller: Node, caller_epoch: int, msg_id: int) -> bool:
+        """False for a duplicate of a request already received: clients talk to the broker over
+        TCP, which delivers each request once (the network's duplication is for HTTP)."""
+        key = (caller.name, caller_epoch, msg_id)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
     def handle_produce(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
+        if not self._first_time(caller, caller_epoch, msg_id):
+            return
         def append() -> None:
             topic, key, value, headers, timestamp = request
             parts = self._topics.get(topic)
@@ -262,38 +278,38 @@ class Broker(Node):
         self._later(append)
 
     def handle_poll(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
+        if not self._first_time(caller, caller_epoch, msg_id):
+            return
         def poll() -> None:
-            group_name, member, topic, max_records, rewind = request
+            group_name, member, topic, max_records, positions = request
             g = self._groups.get(group_name)
             if g is None:
                 g = self._groups[group_name] = _Group(group_name)
-            now = self.env.now
-            g.members[member] = now
-            for p in rewind:
-                if g.owners.get((topic, p)) == member:
-                    g.positions[(topic, p)] = g.committed.get((topic, p), 0)
+            g.members.setdefault(topic, {})[member] = self.env.now
             self._assign(g, topic)
+            wanted = dict(positions)
+            assigned: list[tuple[int, int]] = []
             batch: list[tuple[int, _Record]] = []
-            parts = self._topics.get(topic, [])
-            for p, records in enumerate(parts):
+            for p, records in enumerate(self._topics.get(topic, [])):
                 if g.owners.get((topic, p)) != member:
                     continue
-                position = g.positions.get((topic, p), g.committed.get((topic, p), 0))
-                take = records[position : position + max_records]
-                if take:
-                    g.positions[(topic, p)] = position + len(take)
-                    batch.extend((p, r) for r in take)
+                committed = g.committed.get((topic, p), 0)
+                assigned.append((p, committed))
+                # As in Kafka, the consumer says where to read from: a lost reply loses nothing.
+                start = wanted.get(p, committed)
+                batch.extend((p, r) for r in records[start : start + max_records])
             for p, r in batch:
                 self.world.record("broker.deliver", group_name, member, topic, p, r.offset)
-            self.reply(caller, caller_epoch, msg_id, (g.generation, batch), "broker.records")
+            self.reply(caller, caller_epoch, msg_id, (g.generation, tuple(assigned), batch), "broker.records")
 
         self._later(poll)
 
     def _assign(self, g: _Group, topic: str) -> None:
         now = self.env.now
-        live = sorted(m for m, seen in g.members.items() if now - seen <= self.session_timeout)
-        for m in [m for m in g.members if m not in live]:
-            del g.members[m]
+        members = g.members.get(topic, {})
+        live = sorted(m for m, seen in members.items() if now - seen <= self.session_timeout)
+        for m in [m for m in members if m not in live]:
+            del members[m]
         if not live:
             return
         for p in range(len(self._topics.get(topic, []))):
@@ -304,9 +320,10 @@ class Broker(Node):
                     g.generation += 1
                     self.world.record("broker.rebalance", g.name, g.generation)
                 g.owners[key] = owner
-                g.positions[key] = g.committed.get(key, 0)
 
     def handle_commit(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
+        if not self._first_time(caller, caller_epoch, msg_id):
+            return
         def commit() -> None:
             group_name, member, topic, p, offset = request
             g = self._groups.get(group_name)
@@ -326,15 +343,36 @@ class Broker(Node):
 # --- producing ---------------------------------------------------------------------
 
 
+_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+def check_topic(topic: Any) -> str:
+    """Return ``topic`` if Kafka would accept it as a topic name, else raise InvalidParameterError."""
+    if not isinstance(topic, str) or not _TOPIC.match(topic) or topic in (".", ".."):
+        raise InvalidParameterError(
+            f"topic={topic!r}: a topic name is 1 to 249 of the characters a-z A-Z 0-9 . _ - (as in Kafka), "
+            f"e.g. 'order-placed' or 'orders.v1'"
+        )
+    return topic
+
+
 def _check_send(topic: Any, key: Any, headers: Any) -> dict[str, str]:
-    if not isinstance(topic, str) or not topic:
-        raise InvalidParameterError(f"topic={topic!r}: name the topic with a non-empty str, e.g. 'orders'")
+    check_topic(topic)
     if key is not None and not isinstance(key, str):
         raise InvalidParameterError(f"key={key!r}: message keys are str (or None for round-robin)")
+    if headers is not None and not isinstance(headers, dict):
+        raise InvalidParameterError(f"headers={headers!r}: message headers are a dict of str -> str")
     out: dict[str, str] = {}
     for k, v in (headers or {}).items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise InvalidParameterError(f"header {k!r}: {v!r}: message headers are str -> str")
+        try:
+            k.encode("latin-1"), v.encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidParameterError(
+                f"header {k!r}: {v!r}: header names and values must be latin-1 text (as HTTP headers are); "
+                f"percent-encode or base64 anything else"
+            ) from None
         out[k] = v
     return out
 
@@ -360,6 +398,7 @@ class Producer:
             RequestTimeout: no acknowledgement within ``timeout`` (it may have been written).
         """
         hdrs = _check_send(topic, key, headers)
+        timeout = check_timeout(timeout)
         node = self._node
         broker = node.world.broker
         request = (topic, key, plain(value), hdrs, node.clock.time())
@@ -378,6 +417,7 @@ class LocalProducer:
 
     async def send(self, topic: str, value: Any, *, key: str | None = None, headers: dict[str, str] | None = None, timeout: float | None = 5.0) -> RecordMetadata:
         hdrs = _check_send(topic, key, headers)
+        check_timeout(timeout)
         offset = sum(1 for m in self.sent if m["topic"] == topic)
         self.sent.append({"topic": topic, "key": key, "value": plain(value), "headers": hdrs})
         return RecordMetadata(topic, 0, offset)
@@ -403,8 +443,7 @@ def consumer(
     leaves it uncommitted, and it is delivered again after ``retry_backoff`` seconds.
     """
     check_name(group, "consumer group")
-    if not isinstance(topic, str) or not topic:
-        raise InvalidParameterError(f"topic={topic!r}: name the topic with a non-empty str")
+    check_topic(topic)
     for name, value in (("poll_interval", poll_interval), ("retry_backoff", retry_backoff)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise InvalidParameterError(f"{name}={value!r}: use a number of seconds > 0")
@@ -432,46 +471,58 @@ def _consumer_stopped(instance: Instance, sub: Subscription) -> Callable[[Task],
 
 
 async def _consume(instance: Instance, sub: Subscription) -> None:
-    """One replica's consumer loop: poll, hand each message to the handler, commit."""
+    """One replica's consumer loop: poll, hand each message to the handler, commit.
+
+    The loop keeps its own read position per assigned partition (as a Kafka consumer
+    does) and sends it with every poll, so a lost or late reply loses no message. A
+    newly assigned partition starts at the group's committed offset; a message whose
+    handler fails is read again after ``retry_backoff``.
+    """
     world = instance.world
     broker = world.broker
     member = f"{instance.name}#{instance.epoch}"
-    rewind: list[int] = []
+    positions: dict[int, int] = {}
     while True:
+        request = (sub.group, member, sub.topic, sub.max_records, tuple(sorted(positions.items())))
         try:
-            _generation, batch = await instance.call(
-                broker, broker.handle_poll, (sub.group, member, sub.topic, sub.max_records, tuple(rewind)), "broker.poll", 2.0, "poll"
+            _generation, assigned, batch = await instance.call(
+                broker, broker.handle_poll, request, "broker.poll", 2.0, "poll"
             )
         except SimulatedFailure:
             await sleep(sub.poll_interval)
             continue
-        rewind = []
+        positions = {p: positions.get(p, committed) for p, committed in assigned}
         if not batch:
             await sleep(sub.poll_interval)
             continue
-        failed: set[int] = set()
+        failed = False
         for p, record in batch:
-            if p in failed:
-                continue
+            if positions.get(p) != record.offset:
+                continue  # revoked meanwhile, or an earlier message of this partition failed
             message = Message(
                 topic=sub.topic, partition=p, offset=record.offset, key=record.key,
                 value=plain(record.value), headers=dict(record.headers), timestamp=record.timestamp,
             )
-            ok = await _handle(instance, sub, message)
+            try:
+                ok = await _handle(instance, sub, message)
+            except Exception as exc:  # never let one message end the loop
+                world._service_error(instance, f"consumer {sub.group}/{sub.topic} offset {message.offset}", exc)
+                ok = False
             if not ok:
-                failed.add(p)
-                rewind.append(p)
+                # The position stays at this message: the rest of the partition's batch is
+                # skipped, and the next poll reads from here again.
+                failed = True
                 continue
+            positions[p] = record.offset + 1
             try:
                 committed = await instance.call(
                     broker, broker.handle_commit, (sub.group, member, sub.topic, p, record.offset + 1), "broker.commit", 2.0, "commit"
                 )
             except SimulatedFailure:
-                committed = False
+                committed = True  # unknown: the next commit of this partition covers it
             if not committed:
-                failed.add(p)
-                rewind.append(p)
-        if rewind:
+                positions.pop(p, None)  # no longer ours: its new owner reads from the committed offset
+        if failed:
             await sleep(sub.retry_backoff)
 
 

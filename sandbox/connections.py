@@ -10,6 +10,7 @@ FastAPI's TestClient) straight to an in-memory store.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from simpy.events import Timeout
@@ -18,7 +19,6 @@ from ._runtime import WaitEvent
 from .errors import InvalidParameterError, LockTimeout, NodeCrashed, SimulatedFailure
 from .nodes import Node
 from .storage import DatabaseNode, Key, Row, Store, _check_key, _MustWait, plain
-
 
 # --- transports: how a client's operations reach a store -----------------------------
 
@@ -109,9 +109,18 @@ class _LocalTransport:
         self._ids -= 1
         try:
             return self.store.execute(op, "local", self._ids)
-        except _MustWait:
-            self.store._txs.pop(self._ids, None)
+        except _MustWait as wait:  # nothing else runs meanwhile: the lock will not come free
+            self.store.cancel_wait(op[2], op[3], wait.event)
+            if op[1] is None:
+                self.store._txs.pop(self._ids, None)
+            else:
+                self.store.abort(op[1], "a statement failed: lock timeout")
             raise LockTimeout(f"{self.store.name}: the lock on {op[2]}/{op[3]!r} is held by another transaction") from None
+
+
+def _check_version(if_version: Any) -> None:
+    if if_version is not None and (isinstance(if_version, bool) or not isinstance(if_version, int) or if_version < 0):
+        raise InvalidParameterError(f"if_version={if_version!r}: use a row's version (an int >= 0; 0 = absent)")
 
 
 # --- the client API ------------------------------------------------------------------
@@ -146,8 +155,7 @@ class _Ops:
             LockTimeout: another transaction holds the row's lock for too long.
         """
         _check_key(table, key)
-        if if_version is not None and (isinstance(if_version, bool) or not isinstance(if_version, int) or if_version < 0):
-            raise InvalidParameterError(f"if_version={if_version!r}: use a row's version (an int >= 0; 0 = absent)")
+        _check_version(if_version)
         return await self._transport.execute(("put", self._tx, table, key, plain(value), if_version))
 
     async def insert(self, table: str, key: Key, value: Any) -> int:
@@ -156,13 +164,20 @@ class _Ops:
         return await self._transport.execute(("insert", self._tx, table, key, plain(value)))
 
     async def delete(self, table: str, key: Key, *, if_version: int | None = None) -> bool:
-        """Delete ``table/key``; return whether it existed."""
+        """Delete ``table/key``; return whether it existed.
+
+        Raises:
+            VersionConflict: ``if_version`` was given and the row is at another version.
+        """
         _check_key(table, key)
+        _check_version(if_version)
         return await self._transport.execute(("delete", self._tx, table, key, if_version))
 
     async def scan(self, table: str, *, prefix: str | None = None, limit: int | None = None) -> list[Row]:
         """The rows of ``table`` in key order, optionally only keys starting with ``prefix``."""
         _check_key(table, "")
+        if prefix is not None and not isinstance(prefix, str):
+            raise InvalidParameterError(f"prefix={prefix!r}: a key prefix is a str (it matches str keys only)")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise InvalidParameterError(f"limit={limit!r}: use a positive int, or None for every row")
         return await self._transport.execute(("scan", self._tx, table, prefix, limit))
@@ -184,8 +199,10 @@ class Database(_Ops):
 
         ``lock_timeout`` (seconds) bounds every wait for a row lock in it.
         """
-        if lock_timeout is not None and (isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout <= 0):
-            raise InvalidParameterError(f"lock_timeout={lock_timeout!r}: use a number of seconds > 0")
+        if lock_timeout is not None and (
+            isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or not 0 < lock_timeout < math.inf
+        ):
+            raise InvalidParameterError(f"lock_timeout={lock_timeout!r}: use a finite number of seconds > 0")
         return Transaction(self._transport, lock_timeout)
 
     def __repr__(self) -> str:
@@ -224,6 +241,7 @@ class Transaction(_Ops):
         from ._runtime import node_or_none
 
         node = node_or_none()
+        self._done = False  # a Transaction object used again begins a new transaction
         self._tx = node.world.next_id() if node is not None else next(_tx_ids)
         await self._transport.execute(("begin", self._tx, self._lock_timeout))
 

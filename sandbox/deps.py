@@ -30,10 +30,10 @@ from typing import Any
 from fastapi import Request
 
 from ._runtime import node_or_none
-from .errors import InvalidParameterError, UnknownNameError
-from .http import HttpClient, LocalHttpClient
-from .services import Instance, check_name
 from .connections import Database, _DiskTransport, _LocalTransport, _RemoteTransport
+from .errors import UnknownNameError
+from .http import HttpClient, LocalHttpClient, check_timeout
+from .services import Instance, check_name
 from .storage import Store
 
 #: Disk write latency (an fsync), in seconds.
@@ -65,8 +65,7 @@ def database(name: str, *, timeout: float | None = DB_TIMEOUT) -> Callable[..., 
     ``app.dependency_overrides[sandbox.database("orders-db")]`` works.
     """
     check_name(name, "database")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
-        raise InvalidParameterError(f"timeout={timeout!r}: use a number of seconds > 0, or None to wait forever")
+    timeout = check_timeout(timeout)
     provider = _database_providers.get((name, timeout))
     if provider is not None:
         return provider

@@ -21,6 +21,7 @@ In a service, get one through FastAPI's ``Depends``::
 from __future__ import annotations
 
 import json as _json
+import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -160,11 +161,14 @@ def build_request(
     return HttpRequest(method.upper(), host, path, query.encode("latin-1"), raw_headers, body, url)
 
 
-def _check_timeout(timeout: Any) -> float | None:
+def check_timeout(timeout: Any) -> float | None:
+    """Return ``timeout`` as seconds if it is a usable timeout (a finite number > 0, or None)."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise InvalidParameterError(f"timeout={timeout!r}: use a number of seconds > 0, or None to wait forever")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise InvalidParameterError(
+            f"timeout={timeout!r}: use a finite number of seconds > 0, or None to wait forever"
+        )
     return float(timeout)
 
 
@@ -215,7 +219,7 @@ class HttpClient(_Methods):
         """
         node = self._node
         node.check_alive()
-        timeout = _check_timeout(timeout)
+        timeout = check_timeout(timeout)
         request = build_request(method, url, json=json, content=content, headers=headers, params=params)
         world = node.world
         target = world._route(request.host, node)
@@ -260,7 +264,7 @@ class LocalHttpClient(_Methods):
         params: Mapping[str, Any] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
-        _check_timeout(timeout)
+        check_timeout(timeout)
         request = build_request(method, url, json=json, content=content, headers=headers, params=params)
         app = self._services.get(request.host)
         if app is None:

@@ -213,7 +213,20 @@ class _Exchange:
         self.complete = False
         self.on_complete: Event | None = None
 
+    def respond(self) -> None:
+        """Send the response back to the caller, once: as soon as the body is complete (as a
+        server does), before any background tasks of the endpoint run."""
+        if self.complete:
+            return
+        self.complete = True
+        instance = self.instance
+        instance.world.record("http.response", instance.name, self.caller.name, self.msg_id, self.status)
+        instance.reply(self.caller, self.caller_epoch, self.msg_id, (self.status, self.headers, self.body), "http.reply")
+        if self.on_complete is not None and not self.on_complete.triggered:
+            self.on_complete.succeed()
+
     def done(self, task: Task) -> None:
+        """The ASGI call returned or raised: record the error, answer if nothing was sent yet."""
         instance = self.instance
         world = instance.world
         if task.error is not None:
@@ -222,11 +235,10 @@ class _Exchange:
                 self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain")], b"Internal Server Error"
         elif self.status is None:
             self.status, self.headers, self.body = 500, [], b"the app returned without sending a response"
-        if self.span is not None:
+        self.respond()
+        if self.span is not None:  # as OpenTelemetry's ASGI instrumentation: the span covers the whole call
             route = getattr(self.scope.get("route"), "path", None)
             world.tracing.end_server_span(self.span, self.status, task.error, route)
-        world.record("http.response", instance.name, self.caller.name, self.msg_id, self.status)
-        instance.reply(self.caller, self.caller_epoch, self.msg_id, (self.status, self.headers, self.body), "http.reply")
 
 
 async def _serve(app: Any, scope: dict[str, Any], body: bytes, exchange: _Exchange) -> None:
@@ -254,10 +266,8 @@ async def _serve(app: Any, scope: dict[str, Any], body: bytes, exchange: _Exchan
             exchange.headers = list(message.get("headers", ()))
         elif kind == "http.response.body":
             exchange.body += message.get("body", b"")
-            if not message.get("more_body", False):
-                exchange.complete = True
-                if exchange.on_complete is not None and not exchange.on_complete.triggered:
-                    exchange.on_complete.succeed()
+            if not message.get("more_body", False) and exchange.status is not None:
+                exchange.respond()
 
     await app(scope, receive, send)
 

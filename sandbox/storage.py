@@ -50,7 +50,6 @@ from .errors import (
     DuplicateKey,
     InvalidParameterError,
     LockTimeout,
-    SimulatedFailure,
     TransactionAborted,
     VersionConflict,
 )
@@ -224,7 +223,8 @@ class Store:
         return value, version
 
     def _op_get(self, tx: _Tx | None, table: str, key: Key, for_update: bool, auto_id: int = 0) -> Row | None:
-        if for_update:
+        # As in PostgreSQL, SELECT ... FOR UPDATE locks the row it finds; a missing row locks nothing.
+        if for_update and self._visible(tx, table, key)[0] is not _ABSENT:
             self._acquire(tx, table, key)
         value, version = self._visible(tx, table, key)
         return None if value is _ABSENT else Row(key, plain(value), version)
@@ -379,6 +379,7 @@ class DatabaseNode(Node):
         self.jitter = jitter
         self.idle_timeout = idle_timeout
         self._rng = world.streams[f"storage/{name}"]
+        self._seen: set[tuple[str, int, int]] = set()
 
     def on_crash(self) -> None:
         self.store.abort_all("the database server crashed")
@@ -393,6 +394,10 @@ class DatabaseNode(Node):
         return delay if delay > 0 else 0.0
 
     def handle_op(self, caller: Node, caller_epoch: int, msg_id: int, op: tuple) -> None:
+        key = (caller.name, caller_epoch, msg_id)
+        if key in self._seen:
+            return  # clients talk to a database over TCP, which delivers each statement once
+        self._seen.add(key)
         Timeout(self.env, self.op_delay()).callbacks.append(_Execute(self, caller, caller_epoch, msg_id, op, self.epoch))
 
     def run_op(self, execute: _Execute) -> None:
@@ -401,12 +406,10 @@ class DatabaseNode(Node):
         except _MustWait as wait:
             self._wait_for_lock(execute, wait)
             return
-        except SimulatedFailure as exc:
-            result = ("err", exc)
-        except InvalidParameterError as exc:
+        except Exception as exc:  # a failure is the caller's answer, never the server's crash
             result = ("err", exc)
         tx_id = execute.op[1]
-        if tx_id is not None and execute.op[0] not in ("commit", "rollback") and result[0] == "ok":
+        if tx_id is not None and execute.op[0] not in ("commit", "rollback"):
             self._watch_idle(tx_id)
         self.reply(execute.caller, execute.caller_epoch, execute.msg_id, result, "db.reply")
 

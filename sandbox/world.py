@@ -40,7 +40,14 @@ from .history import History
 from .network import Network
 from .nodes import Node
 from .recorder import Recorder
-from .services import AppFactory, Instance, Service, ServiceError, check_name, format_error
+from .services import (
+    AppFactory,
+    Instance,
+    Service,
+    ServiceError,
+    check_name,
+    format_error,
+)
 from .storage import DatabaseNode, Store
 
 if TYPE_CHECKING:

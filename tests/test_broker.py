@@ -412,16 +412,17 @@ def test_inspecting_unknown_names_says_what_exists():
 
 
 @pytest.mark.parametrize(("name", "partitions", "shown"), [
-    ("Orders", 3, "'Orders'"),
+    ("orders/v2", 3, "'orders/v2'"),
     ("", 3, "''"),
-    ("orders_v2", 3, "'orders_v2'"),
+    ("new orders", 3, "'new orders'"),
+    ("x" * 250, 3, "'xxxxxxxx"),
     ("orders", 0, "partitions=0"),
     ("orders", -1, "partitions=-1"),
     ("orders", 2.0, "partitions=2.0"),
     ("orders", True, "partitions=True"),
 ])
 def test_create_topic_rejects_bad_names_and_partition_counts(name, partitions, shown):
-    """create_topic raises InvalidParameterError, showing the bad value, for a bad name or partition count."""
+    """create_topic refuses, showing the value, a name Kafka would refuse or a partition count below 1."""
     world = make_world()
     with pytest.raises(sandbox.InvalidParameterError, match=shown):
         world.broker.create_topic(name, partitions=partitions)

@@ -163,8 +163,10 @@ def new_world(seed: int = 11, **kwargs) -> sandbox.World:
 
 
 def make_world(*, replicas: int = 1, **database: float) -> sandbox.World:
+    """The kv service over one database, whose counter row exists (n = 0) so that row locks have a row to lock."""
     world = new_world()
     world.add_database(DB, **database)
+    world.database(DB).load("counters", {"n": 0})
     world.add_service("svc", kv_app, replicas=replicas)
     return world
 
@@ -363,12 +365,11 @@ def test_put_if_version_raises_version_conflict_on_a_stale_version():
 def test_concurrent_compare_and_set_increments_exactly_one_wins():
     """Two increments that read the same version and then compare-and-set: one wins, one gets VersionConflict."""
     world = make_world(replicas=2)
-    ops(world, [["put", "counters", "n", 0]], node="svc-0")
     first = call(world, "/cas-increment", node="svc-0", start=0.1)
     second = call(world, "/cas-increment", node="svc-1", start=0.1)
     world.run()
     outcomes = sorted([first["body"], second["body"]], key=lambda b: "error" in b)
-    assert outcomes[0] == {"version": 2}
+    assert outcomes[0] == {"version": 2}  # the row was loaded at version 1
     assert outcomes[1]["error"] == "VersionConflict"
     assert world.database(DB).rows("counters") == {"n": 1}
 
@@ -486,7 +487,7 @@ def test_an_autocommit_write_waits_for_the_transaction_holding_the_row():
     world.run()
     assert holder["body"] == {"read": 0}
     (commit,) = world.recorder.entries("db.commit")
-    assert writer["body"][0] == 2
+    assert writer["body"][0] == 3  # loaded at 1, the holder's commit made 2
     assert writer["body"][1] > commit[0] >= 0.5
     assert world.database(DB).rows("counters") == {"n": 100}
 
@@ -729,3 +730,15 @@ def test_the_database_answers_like_a_versioned_dict(steps):
         answers = client.post("/ops", json=requests).json()
     got = [a["error"] if isinstance(a, dict) and "error" in a else a for a in answers]
     assert got == _model_results(steps)
+
+
+def test_for_update_on_a_missing_row_locks_nothing():
+    """As in PostgreSQL, SELECT ... FOR UPDATE of a row that does not exist takes no lock: both readers see nothing."""
+    world = new_world()
+    world.add_database(DB)
+    world.add_service("svc", kv_app, replicas=2)
+    first = call(world, "/increment", {"lock": True, "pause": 0.1}, node="svc-0")
+    second = call(world, "/increment", {"lock": True, "pause": 0.1}, node="svc-1")
+    world.run()
+    assert [first["body"]["read"], second["body"]["read"]] == [0, 0]
+    assert world.database(DB).rows("counters") == {"n": 1}  # one update lost: lock a row that exists, or insert
