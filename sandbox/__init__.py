@@ -49,6 +49,7 @@ from .errors import (
     ForeignAwaitError,
     InvalidParameterError,
     InvalidReplicasError,
+    LivelockError,
     LockTimeout,
     NodeCrashed,
     NotInSandboxError,
@@ -116,6 +117,7 @@ __all__ = [
     "InvalidParameterError",
     "WorldFinishedError",
     "ForeignAwaitError",
+    "LivelockError",
     "NotInSandboxError",
     # errors: simulated failures
     "SimulatedFailure",

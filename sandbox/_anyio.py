@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import AsyncBackend
-from simpy.events import AllOf, Event
+from simpy.events import AllOf, Event, Timeout
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -68,7 +68,23 @@ class _CancelScope(anyio.CancelScope):
         self._host = current_task.get()
         if self._cancel_called:
             self._deliver()
+        else:
+            self._arm()
         return self
+
+    def _arm(self) -> None:
+        """Cancel this scope at its deadline (anyio.fail_after, move_on_after), in virtual time."""
+        host = self._host
+        if host is None or self._deadline == math.inf:
+            return
+        env = host.node.env
+        deadline = self._deadline
+
+        def expire(_event: Any) -> None:
+            if self._host is not None and self._deadline == deadline:
+                self.cancel()
+
+        Timeout(env, max(deadline - env.now, 0.0)).callbacks.append(expire)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         self._leave()
@@ -103,6 +119,8 @@ class _CancelScope(anyio.CancelScope):
     @deadline.setter
     def deadline(self, value: float) -> None:
         self._deadline = value
+        if self._host is not None and not self._cancel_called:
+            self._arm()
 
     @property
     def cancel_called(self) -> bool:
@@ -222,7 +240,7 @@ class _TaskGroup(anyio.abc.TaskGroup):
 
     def create_task(self, coro: Coroutine[Any, Any, Any], *, name: object = None, context: Any = None) -> Task:
         node = require_node("a task group")
-        task = Task(node, coro, str(name or getattr(coro, "__qualname__", "task")), context=context)
+        task = Task(node, coro, str(name or getattr(coro, "__qualname__", "task")), self._child_done, context=context)
         self._children.append(task)
         if self.cancel_scope.cancel_called:
             task._cancel_pending = Cancelled("task group cancelled")
@@ -239,6 +257,11 @@ class _TaskGroup(anyio.abc.TaskGroup):
         raise ForeignAwaitError(
             "TaskGroup.start() (waiting for a task to report readiness) is not simulated: use start_soon()"
         )
+
+    def _child_done(self, task: Task) -> None:
+        # As in anyio: a child that fails cancels the whole group (its siblings and the host).
+        if task.error is not None and not isinstance(task.error, Cancelled):
+            self.cancel_scope.cancel()
 
     def _cancel_children(self) -> None:
         for task in list(self._children):

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from .nodes import Node
 
 BACKEND_NAME = "chaosdojo"
+#: How many times a task may resume at one instant of virtual time before it counts as livelocked.
+SPIN_LIMIT = 100_000
 
 # The node whose code is running in the current task (None outside the sandbox).
 current_node: ContextVar[Node | None] = ContextVar("chaos_dojo_current_node", default=None)
@@ -248,7 +250,7 @@ class Task:
 
     __slots__ = (
         "node", "coro", "ctx", "name", "on_done", "alive", "result", "error", "finished",
-        "_waiting", "_cancel_pending", "_done_event",
+        "_waiting", "_cancel_pending", "_done_event", "_instant", "_spins",
     )
 
     def __init__(
@@ -270,6 +272,8 @@ class Task:
         self._waiting: Event | None = None
         self._cancel_pending: BaseException | None = None
         self._done_event: Event | None = None
+        self._instant = -1.0
+        self._spins = 0
         self.ctx = copy_context() if context is None else context
         self.ctx.run(_enter_task, node, self)
         node.tasks[id(self)] = self
@@ -311,7 +315,16 @@ class Task:
     def _step(self, value: Any, error: BaseException | None) -> None:
         ctx_run = self.ctx.run
         coro = self.coro
+        env = self.node.env
         while True:
+            now = env.now
+            if now != self._instant:
+                self._instant, self._spins = now, 0
+            else:
+                self._spins += 1
+                if self._spins > SPIN_LIMIT:
+                    self._stuck()
+                    return
             guarded = _guard.depth > 0
             if not guarded:  # a step outside World.run (a crash from set-up code): guard it alone
                 saved = _get_running_loop()
@@ -326,6 +339,9 @@ class Task:
             except StopIteration as stop:
                 self._finish(stop.value, None)
                 return
+            except KeyboardInterrupt as exc:  # Ctrl-C: stop the world, as the user asked
+                self._finish(None, exc)
+                raise
             except BaseException as exc:  # the coroutine raised: recorded by on_done
                 self._finish(None, exc)
                 return
@@ -369,6 +385,18 @@ class Task:
             self.on_done(self)
         if self._done_event is not None:
             self._done_event.succeed(self)
+
+    def _stuck(self) -> None:
+        """End a task that keeps running without letting virtual time pass (a livelock)."""
+        from .errors import LivelockError
+
+        error = LivelockError(
+            f"{self.name!r} on {self.node.name!r} resumed {SPIN_LIMIT:,} times at t={self.node.env.now:.4f} without "
+            f"virtual time passing (a loop around `await sandbox.sleep(0)` or an already-finished event?); the task "
+            f"was stopped. Wait for something that takes time, for instance a backoff: `await sandbox.sleep(0.1)`"
+        )
+        self.node.world._service_error(self.node, self.name, error)
+        self.kill()
 
     def kill(self) -> None:
         """Abandon the coroutine as a crash would: no result, no resumption."""

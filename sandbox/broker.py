@@ -462,6 +462,10 @@ def consumer(
     return register
 
 
+class HandlerFailed(Exception):
+    """A consumer handler answered with an error status (recorded in ``world.errors``)."""
+
+
 def _consumer_stopped(instance: Instance, sub: Subscription) -> Callable[[Task], None]:
     def stopped(task: Task) -> None:
         if task.error is not None:
@@ -532,15 +536,18 @@ async def _handle(instance: Instance, sub: Subscription, message: Message) -> bo
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in message.headers.items()]
     status = 0
+    answer = b""
     world = instance.world
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(event: dict[str, Any]) -> None:
-        nonlocal status
+        nonlocal status, answer
         if event["type"] == "http.response.start":
             status = event["status"]
+        elif event["type"] == "http.response.body":
+            answer += event.get("body", b"")
 
     scope = {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
@@ -562,5 +569,12 @@ async def _handle(instance: Instance, sub: Subscription, message: Message) -> bo
         tracing.end_consumer_span(span, ok, error)
     if not ok:
         world.record("consumer.failed", instance.name, sub.group, message.topic, message.partition, message.offset, status)
+        if error is None:  # the handler answered with an error status: say so, or redelivery looks silent
+            world._service_error(
+                instance,
+                f"consumer {sub.group}/{sub.topic} offset {message.offset}",
+                HandlerFailed(f"the handler answered {status}: {answer[:300].decode('utf-8', 'replace')}; the message "
+                               f"stays uncommitted and is delivered again"),
+            )
     return ok
 

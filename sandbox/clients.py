@@ -90,7 +90,7 @@ class Operation:
 
     async def __aenter__(self) -> Operation:
         node = self._node
-        node.world.history.invoke(node.env.now, node.name, self.f, self.value)
+        node.world.history.invoke(node.env.now, node.process, self.f, self.value)
         return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
@@ -99,10 +99,10 @@ class Operation:
         if exc is not None and not isinstance(exc, Exception):
             return False  # the client node crashed: its operation stays open, as in Jepsen
         if exc is not None:
-            history.complete(node.env.now, node.name, "info", None, f"{type(exc).__name__}: {exc}")
+            history.complete(node.env.now, node.process, "info", None, f"{type(exc).__name__}: {exc}")
             return isinstance(exc, SimulatedFailure)
         kind, value, error = self._outcome or ("ok", self.value, None)
-        history.complete(node.env.now, node.name, kind, value, error)  # type: ignore[arg-type]
+        history.complete(node.env.now, node.process, kind, value, error)  # type: ignore[arg-type]
         return False
 
 
@@ -118,6 +118,13 @@ class ClientNode(Node):
         self.start = start
         self.done = Event(world.env)
         self.task: Task | None = None
+
+    @property
+    def process(self) -> str:
+        """The history's name for this client: its node name, then ``name#1``, ``name#2``... after
+        restarts. As in Jepsen, a crashed client's open operation stays open for ever (its outcome
+        is unknown) and the restarted client is a new process."""
+        return self.name if self.epoch == 0 else f"{self.name}#{self.epoch}"
 
     def on_start(self) -> None:
         if self.done.triggered:  # restarted after a crash: the workload runs again from the top

@@ -22,6 +22,7 @@ The hierarchy::
     │   └── InvalidParameterError
     ├── WorldFinishedError        running a world past its end, or backwards
     ├── ForeignAwaitError         awaiting something the sandbox does not drive
+    ├── LivelockError             service code looping without letting virtual time pass
     └── NotInSandboxError         a sandbox-only call made outside a running world
 
     SimulatedFailure
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidParameterError",
     "WorldFinishedError",
     "ForeignAwaitError",
+    "LivelockError",
     "NotInSandboxError",
     "SimulatedFailure",
     "RequestTimeout",
@@ -97,6 +99,10 @@ class WorldFinishedError(SandboxError):
 
 class ForeignAwaitError(SandboxError):
     """Service code awaited something the sandbox does not drive in virtual time."""
+
+
+class LivelockError(SandboxError):
+    """Service code kept running at one instant of virtual time; the sandbox stopped it."""
 
 
 class NotInSandboxError(SandboxError):

@@ -67,7 +67,8 @@ class History:
             open_op = self._open[process]
             raise ValueError(
                 f"process {process!r} invoked {f!r} while its {open_op.f!r} (index {open_op.index}) is still open; "
-                f"a process does one operation at a time: complete it first, or use another process name"
+                f"a process does one operation at a time: finish one `async with client.operation(...)` block "
+                f"before the next, or run concurrent operations from separate clients"
             )
         op = Op(len(self._ops), time, process, "invoke", f, copy.deepcopy(value))
         self._ops.append(op)

@@ -44,10 +44,13 @@ class Recorder:
         """How many entries of each kind, sorted by kind."""
         return dict(sorted(Counter(e[1] for e in self.log).items()))
 
-    def fingerprint(self) -> str:
-        """SHA-256 (hex) of the whole log in a canonical text form."""
+    def fingerprint(self, extra: list[str] = ()) -> str:  # type: ignore[assignment]
+        """SHA-256 (hex) of the whole log in a canonical text form, then of the ``extra`` lines."""
         digest = hashlib.sha256()
         for entry in self.log:
             digest.update(repr(entry).encode())
+            digest.update(b"\n")
+        for line in extra:
+            digest.update(line.encode())
             digest.update(b"\n")
         return digest.hexdigest()

@@ -21,12 +21,13 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
+from contextvars import copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
 
-from ._runtime import Task, WaitEvent
+from ._runtime import Task, WaitEvent, current_node
 from .errors import ConfigError, InvalidParameterError
 from .http import HttpRequest
 from .nodes import Node
@@ -108,9 +109,27 @@ class Service:
         ready = [i for i in instances if i.ready] or instances
         return ready[self.world.streams[f"lb/{caller.name}->{self.name}"].randrange(len(ready))]
 
-    def build_app(self) -> Any:
-        factory = _fresh_factory(self.factory) if self.isolate_module else self.factory
-        app = factory()
+    def build_app(self, instance: Instance) -> Any:
+        """Build the app for one replica, with ``instance`` as the current node.
+
+        The factory (and, with ``isolate_module``, the fresh copy of its module) runs as
+        code of that replica, so ``uuid4()``, ``time.time()`` and ``random`` there answer
+        from the world too.
+        """
+        context = copy_context()
+        context.run(current_node.set, instance)
+        if self.isolate_module:
+            try:
+                factory = context.run(_fresh_factory, self.factory)
+            except Exception as exc:
+                raise ConfigError(
+                    f"service {self.name!r}: running a fresh copy of the module of {self.factory!r} failed "
+                    f"({type(exc).__name__}: {exc}). Each replica re-runs that module, as a new process would; "
+                    f"if the module cannot run twice, pass isolate_module=False and keep state in the factory"
+                ) from exc
+        else:
+            factory = self.factory
+        app = context.run(factory)
         if not callable(app):
             raise ConfigError(
                 f"the app factory of service {self.name!r} returned {app!r}; it must return the "
@@ -137,7 +156,7 @@ class Instance(Node):
     def on_start(self) -> None:
         self.ready = False
         self._state = {}
-        self.app = self.service.build_app()
+        self.app = self.service.build_app(self)
         self.world.record("service.start", self.name)
         self.spawn_soon(lambda: _lifespan(self), f"{self.name} lifespan", self._lifespan_done)
 

@@ -41,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -290,7 +291,9 @@ class Store:
         if rows is None:
             rows = self.tables[table] = {}
         rows[key] = [value, version]
-        self.world.record("db.write", self.name, table, key, version)
+        # A digest of the value, so that the fingerprint tells runs that wrote different data apart.
+        digest = 0 if value is _ABSENT else zlib.crc32(repr(value).encode())
+        self.world.record("db.write", self.name, table, key, version, digest)
 
     def _op_commit(self, tx: _Tx) -> None:
         for (table, key), (value, version) in tx.writes.items():

@@ -97,11 +97,14 @@ class SeededIdGenerator(IdGenerator):
 class VirtualSpan(trace.Span):
     """An SDK span whose end, events and exceptions are stamped with virtual time."""
 
-    def __init__(self, span: trace.Span, tracing: Tracing) -> None:
+    def __init__(self, span: trace.Span, tracing: Tracing, node: Node) -> None:
         self._span = span
         self._tracing = tracing
+        self._node = node
 
     def end(self, end_time: int | None = None) -> None:
+        if not self._node.alive:
+            return  # ended while its process crashed: never exported, as with a real SDK
         self._span.end(end_time=end_time if end_time is not None else self._tracing.now_ns())
 
     def get_span_context(self) -> trace.SpanContext:
@@ -142,9 +145,10 @@ class VirtualSpan(trace.Span):
 class VirtualTracer(trace.Tracer):
     """A tracer whose spans start and end in virtual time (the ``sandbox.tracer`` dependency)."""
 
-    def __init__(self, tracer: trace.Tracer, tracing: Tracing) -> None:
+    def __init__(self, tracer: trace.Tracer, tracing: Tracing, node: Node) -> None:
         self._tracer = tracer
         self._tracing = tracing
+        self._node = node
 
     def start_span(
         self,
@@ -162,7 +166,7 @@ class VirtualTracer(trace.Tracer):
             start_time if start_time is not None else self._tracing.now_ns(),
             record_exception, set_status_on_exception,
         )
-        return VirtualSpan(span, self._tracing)
+        return VirtualSpan(span, self._tracing, self._node)
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]
@@ -270,7 +274,8 @@ class AutoSpan(trace.Span):
         if self.end_time is not None:
             return
         self.end_time = end_time if end_time is not None else self._tracing.now_ns()
-        self._tracing._finished.append(self)
+        if self._tracing.node_is_up(self.node):  # a crashed process exports nothing more
+            self._tracing._finished.append(self)
 
     def __repr__(self) -> str:
         return f"<AutoSpan {self._name!r} {self.kind.name} on {self.node}>"
@@ -319,6 +324,10 @@ class Tracing:
         self._built: list[ReadableSpan] = []
         self._building: list[ReadableSpan] | None = None
 
+    def node_is_up(self, name: str) -> bool:
+        node = self.world.nodes.get(name)
+        return node is None or node.alive
+
     def now_ns(self) -> int:
         """Virtual time now as Unix nanoseconds: ``clocks.EPOCH_NS + round(world.now * 1e9)``."""
         return EPOCH_NS + round(self.world.env.now * 1e9)
@@ -344,7 +353,7 @@ class Tracing:
         nt = self._tracers.get(name)
         if nt is None:
             raw = self.provider(name).get_tracer(SCOPE)
-            nt = self._tracers[name] = _NodeTracer(raw, VirtualTracer(raw, self))
+            nt = self._tracers[name] = _NodeTracer(raw, VirtualTracer(raw, self, self.world.nodes[name]))
         return nt
 
     def tracer_for(self, node: Node) -> VirtualTracer:

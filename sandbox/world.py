@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -118,8 +119,8 @@ class World:
         return self.tracing.spans() if self.tracing is not None else []
 
     def fingerprint(self) -> str:
-        """A hash of the full event log: equal for equal seeds, in any process."""
-        return self.recorder.fingerprint()
+        """A hash of the full event log and the history: equal for equal seeds, in any process."""
+        return self.recorder.fingerprint(extra=[repr(op) for op in self.history])
 
     # --- building the datacenter -----------------------------------------------------
 
@@ -210,8 +211,11 @@ class World:
         It starts ``start`` seconds of virtual time from now.
         """
         self._claim(name, "client")
-        if not callable(fn):
-            raise InvalidParameterError(f"fn={fn!r} for client {name!r}: pass an `async def fn(client)` function")
+        if not inspect.iscoroutinefunction(fn) and not inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+            raise InvalidParameterError(
+                f"fn={fn!r} for client {name!r}: pass an `async def fn(client)` function (a workload awaits the "
+                f"network, so it must be a coroutine function)"
+            )
         node = ClientNode(self, name, fn, args, _seconds("start", start))
         self.nodes[name] = node
         self.clients[name] = node
