@@ -9,8 +9,8 @@ the name sniffio reports, as the module ``anyio._backends._<name>`` with a
 
 * "run in a worker thread" runs the function inline, so ``def`` code works and
   stays deterministic;
-* ``anyio.sleep`` is virtual; events and task groups are sandbox tasks and SimPy
-  events; cancelling a task group's scope cancels its child tasks;
+* ``anyio.sleep`` is virtual; events, locks, semaphores and task groups are
+  sandbox tasks and SimPy events; cancel scopes cancel (deadlines included);
 * anything else (sockets, subprocesses, signals) fails with ``ForeignAwaitError``.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import types
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -174,6 +175,104 @@ class _Event(anyio.Event):
 
         waiting = len(self._simpy.callbacks or ()) if self._simpy is not None else 0
         return EventStatistics(tasks_waiting=waiting)
+
+
+class _Semaphore(anyio.Semaphore):
+    """A semaphore in virtual time: waiters queue in order; release hands over to the first."""
+
+    __slots__ = ("_value", "_max", "_waiters", "_env")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Semaphore:
+        return object.__new__(cls)
+
+    def __init__(self, initial_value: int, *, max_value: int | None = None, fast_acquire: bool = False) -> None:
+        super().__init__(initial_value, max_value=max_value, fast_acquire=fast_acquire)
+        self._value = initial_value
+        self._max = max_value
+        self._waiters: deque[Event] = deque()
+        self._env = require_node("anyio.Semaphore()").env
+
+    async def acquire(self) -> None:
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return
+        event = Event(self._env)
+        self._waiters.append(event)
+        try:
+            await WaitEvent(event)
+        except BaseException:
+            if event in self._waiters:
+                self._waiters.remove(event)
+            elif event.triggered:  # handed over just as this waiter was cancelled: pass it on
+                self.release()
+            raise
+
+    def acquire_nowait(self) -> None:
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return
+        raise anyio.WouldBlock
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().succeed()
+            return
+        if self._max is not None and self._value >= self._max:
+            raise ValueError("semaphore released too many times")
+        self._value += 1
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+    @property
+    def max_value(self) -> int | None:
+        return self._max
+
+    def statistics(self) -> Any:
+        from anyio import SemaphoreStatistics
+
+        return SemaphoreStatistics(len(self._waiters))
+
+
+class _Lock(anyio.Lock):
+    """A lock in virtual time (``anyio.Lock``): one holder, waiters served in order."""
+
+    __slots__ = ("_semaphore", "_owner")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Lock:
+        return object.__new__(cls)
+
+    def __init__(self, *, fast_acquire: bool = False) -> None:
+        self._semaphore = _Semaphore(1, max_value=1)
+        self._owner: Task | None = None
+
+    async def acquire(self) -> None:
+        task = current_task.get()
+        if task is not None and self._owner is task:
+            raise RuntimeError("this task already holds the lock (anyio.Lock is not re-entrant)")
+        await self._semaphore.acquire()
+        self._owner = task
+
+    def acquire_nowait(self) -> None:
+        self._semaphore.acquire_nowait()
+        self._owner = current_task.get()
+
+    def release(self) -> None:
+        if self._owner is not current_task.get():
+            raise RuntimeError("The current task is not holding this lock")
+        self._owner = None
+        self._semaphore.release()
+
+    def locked(self) -> bool:
+        return self._semaphore.value == 0
+
+    def statistics(self) -> Any:
+        from anyio import LockStatistics
+
+        owner = self._owner
+        info = anyio.TaskInfo(id(owner), None, owner.name, owner.coro) if owner is not None else None
+        return LockStatistics(self.locked(), info, len(self._semaphore._waiters))
 
 
 class _CapacityLimiter(anyio.CapacityLimiter):
@@ -335,6 +434,14 @@ class SandboxBackend(AsyncBackend):
     @classmethod
     def create_event(cls) -> _Event:
         return _Event()
+
+    @classmethod
+    def create_lock(cls, *, fast_acquire: bool = False) -> _Lock:
+        return _Lock(fast_acquire=fast_acquire)
+
+    @classmethod
+    def create_semaphore(cls, initial_value: int, *, max_value: int | None = None, fast_acquire: bool = False) -> _Semaphore:
+        return _Semaphore(initial_value, max_value=max_value, fast_acquire=fast_acquire)
 
     @classmethod
     def create_capacity_limiter(cls, total_tokens: float) -> _CapacityLimiter:

@@ -129,11 +129,13 @@ _NETWORK = "to talk to another service, use the sandbox HTTP client (`http: sand
 _WAIT = "to wait, use `await sandbox.sleep(seconds)`, which waits in virtual time"
 _THREAD = "threads are not simulated; call the function directly (plain `def` code runs inline)"
 _CONCURRENT = "to await several things at once, use `await sandbox.gather(...)`; for a timeout, pass timeout= to the sandbox client"
+_LOCK = "asyncio's locks wait on asyncio's loop: use anyio.Lock() / anyio.Semaphore(n), which work in the sandbox and under uvicorn alike (they only guard one replica's memory, not the other replicas')"
 
 # What the caller was doing, recognised by the name of a function on the stack.
 _BY_CALLER = (
     (("open_connection", "start_server", "create_connection", "getaddrinfo", "sock_"), _NETWORK),
     (("to_thread", "run_in_executor"), _THREAD),
+    (("acquire", "Condition"), _LOCK),
     (("wait_for", "gather", "create_task", "ensure_future", "as_completed", "TaskGroup", "timeout"), _CONCURRENT),
     (("sleep",), _WAIT),
 )
