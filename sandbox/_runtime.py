@@ -281,6 +281,9 @@ class Task:
         node.tasks[id(self)] = self
 
     def start(self) -> Task:
+        if not self.node.alive:  # created while its node was going down (in a dying task's finally)
+            self.kill()
+            return self
         self._step(None, None)
         return self
 

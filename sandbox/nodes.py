@@ -64,9 +64,9 @@ class Node:
         self._deadlines = []
         for event in pending.values():
             event.defused = True
-        for task in list(self.tasks.values()):
-            task.kill()
-        self.tasks.clear()
+        while self.tasks:  # tasks started by dying code (a finally block) die too
+            for task in list(self.tasks.values()):
+                task.kill()
         self.on_crash()
         self.world._node_crashed(self)
 

@@ -173,6 +173,7 @@ class World:
             # A factory that fails leaves no trace: fix it and add the service again.
             del self.services[name]
             for instance in service.instances:
+                instance.alive = False  # replicas already started never become ready
                 self.nodes.pop(instance.name, None)
             raise
         return service
