@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi import Depends, FastAPI, Request
+from pydantic import BaseModel
 
 import sandbox
 from sandbox.broker import DEFAULT_PARTITIONS, murmur2
@@ -461,3 +462,162 @@ def test_consumer_rejects_bad_arguments(args, options, shown):
     with pytest.raises(sandbox.InvalidParameterError, match=shown):
         sandbox.consumer(app, *args, **options)
     assert not getattr(app.state, "chaos_dojo_consumers", None)
+
+
+# --- regressions found in review -------------------------------------------------------
+
+
+def tally_app() -> FastAPI:
+    """Consumes TOPIC in group "tally", five records a poll, noting each message's partition under its "n"."""
+    app = FastAPI()
+
+    @sandbox.consumer(app, TOPIC, group="tally", max_records=5)
+    async def on_order(message: sandbox.Message, db: sandbox.Database = Depends(sandbox.database(DB))):
+        await db.put("seen", message.value["n"], message.partition)
+
+    return app
+
+
+def mailer_app() -> FastAPI:
+    """Consumes another topic, "emails", in the same group "tally"."""
+    app = FastAPI()
+
+    @sandbox.consumer(app, "emails", group="tally")
+    async def on_email(message: sandbox.Message):
+        return None
+
+    return app
+
+
+class OrderEvent(BaseModel):
+    id: str
+    total: int
+
+
+def model_consumer_app() -> FastAPI:
+    """A handler that takes the payload model instead of sandbox.Message, so FastAPI answers 422 to every delivery."""
+    app = FastAPI()
+
+    @sandbox.consumer(app, TOPIC, group=GROUP)
+    async def on_order(order: OrderEvent):
+        return None
+
+    return app
+
+
+def header_shop_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/send-header")
+    async def send_header(body: dict, producer: sandbox.Producer = Depends(sandbox.producer)):
+        """Send one message with the given headers; say whether the producer refused it."""
+        try:
+            await producer.send(TOPIC, {"n": 0}, key="k", headers=body["headers"])
+        except sandbox.InvalidParameterError as exc:
+            return {"error": type(exc).__name__, "message": str(exc)}
+        return {"sent": True}
+
+    return app
+
+
+def tally_world() -> sandbox.World:
+    """The shop and one "tally" consumer; the shop sends 30 messages of one key from t=1, after the consumer joined."""
+    world = sandbox.World(seed=1)
+    world.add_database(DB)
+    world.add_service("shop", shop_app)
+    world.add_service("billing", tally_app)
+    send(world, *({"key": "k", "value": {"n": n}} for n in range(30)), start=1.0)
+    return world
+
+
+@pytest.mark.parametrize("fault", ["lost replies", "duplicated polls", "one-way partition"])
+def test_lost_or_duplicated_poll_traffic_loses_no_message(fault):
+    """Lost poll replies, duplicated polls or a one-way partition lose no message: all are handled, the lag drops to 0."""
+    world = tally_world()
+    world.run(until=0.5)
+    if fault == "lost replies":
+        world.network.set_links("kafka", "billing", loss=0.5)
+    elif fault == "duplicated polls":
+        world.network.set_links("billing", "kafka", duplicate=0.5)
+    else:
+        world.run(until=1.02)  # while the shop is producing
+        world.network.partition(["kafka"], ["billing"], one_way=True)
+        world.run(until=1.5)
+        world.network.heal()
+    world.run(until=30)
+    world.network.set_links("kafka", "billing", loss=0.0)
+    world.network.set_links("billing", "kafka", duplicate=0.0)
+    world.run(until=60)
+    last_handled = world.recorder.entries("consumer.handle")[-1][0]
+    hit = world.recorder.entries("net.duplicate" if fault == "duplicated polls" else "net.drop")
+    polls = ("broker.poll", "broker.records")
+    assert [e for e in hit if e[4] in polls and 1.0 < e[0] < last_handled]  # the fault met the stream
+    assert len(world.broker.messages(TOPIC)) == 30
+    assert sorted(world.database(DB).rows("seen")) == list(range(30))
+    assert world.broker.lag("tally", TOPIC) == 0
+
+
+def test_a_topic_name_with_a_dot_is_usable():
+    """Kafka allows '.' in topic names: producing to 'order.created' writes the message and the world runs on."""
+    world = make_world()
+    out = send(world, {"value": {"n": 1}}, topic="order.created")
+    world.run()
+    assert out["status"] == 200
+    assert [m.value for m in world.broker.messages("order.created")] == [{"n": 1}]
+    assert world.errors == []
+
+
+def test_an_invalid_topic_name_is_refused_in_the_service_not_the_world():
+    """Producing to a topic name Kafka refuses raises InvalidParameterError in the endpoint (a 500); world.run returns."""
+    world = make_world()
+    out = send(world, {"value": {"n": 1}}, topic="new orders")
+    world.run()
+    assert out["status"] == 500
+    [error] = [e for e in world.errors if e.node == "shop-0"]
+    assert (error.where, error.type) == ("POST /send", "InvalidParameterError")
+    assert "'new orders'" in error.message
+    assert world.broker.topics() == []
+
+
+def test_a_handler_answering_422_is_recorded_in_world_errors():
+    """A consumer handler FastAPI cannot call (422) lands in world.errors with its status; the message stays uncommitted."""
+    world = make_world(partitions=1)
+    world.add_service("billing", model_consumer_app)
+    send(world, {"value": {"id": "o1", "total": 5}})
+    world.run(until=0.5)
+    assert len(world.errors) >= 2  # redelivered after each retry_backoff
+    assert {(e.node, e.where) for e in world.errors} == {("billing-0", f"consumer {GROUP}/{TOPIC} offset 0")}
+    assert all("422" in e.message for e in world.errors)
+    assert world.broker.lag(GROUP, TOPIC) == 1
+
+
+def test_groups_are_assigned_per_topic():
+    """Two services in one group subscribed to different topics: 'orders' partitions all go to its own subscriber."""
+    world = make_world(partitions=3)
+    world.add_database(DB)
+    world.add_service("billing", tally_app)
+    world.add_service("mailer", mailer_app)
+    send(world, *({"key": f"k{n}", "value": {"n": n}} for n in range(9)), start=1.0)
+    world.run(until=10)
+    seen = world.database(DB).rows("seen")
+    assert sorted(seen) == list(range(9))
+    assert set(seen.values()) == {0, 1, 2}  # every partition was consumed
+    assert world.broker.lag("tally", TOPIC) == 0
+
+
+def test_a_header_that_is_not_latin_1_is_refused_at_send():
+    """producer.send refuses a header that is not latin-1 with InvalidParameterError showing it, and writes nothing."""
+    world = make_world()
+    world.add_service("headers", header_shop_app)
+    out: dict = {}
+
+    async def one_request(client: sandbox.Client) -> None:
+        r = await client.http.post("http://headers/send-header", json={"headers": {"customer": "Zoë ✓"}})
+        out["body"] = r.json()
+
+    world.add_client("client-0", one_request)
+    world.run()
+    assert out["body"]["error"] == "InvalidParameterError"
+    assert "'Zoë ✓'" in out["body"]["message"]
+    assert "latin-1" in out["body"]["message"]
+    assert world.broker.topics() == []

@@ -240,3 +240,32 @@ def test_each_client_has_its_own_random_stream():
     world.add_client("bob", draw)
     world.run()
     assert draws["alice"] != draws["bob"]
+
+
+# --- regressions found in review -------------------------------------------------------
+
+
+def test_a_restarted_client_records_its_operations_as_a_new_process():
+    """A client crashed mid-operation and restarted records as process 'name#1'; the old invoke stays open."""
+    world = new_world()
+
+    async def shopper(client: sandbox.Client) -> None:
+        for qty in (1, 2):
+            async with client.operation("place", {"qty": qty}) as op:
+                await client.sleep(1.0)
+                op.ok((await client.http.post("http://shop/orders", json={"qty": qty})).json())
+
+    world.add_client("shopper", shopper)
+    world.run(until=0.5)
+    world.crash("shopper")
+    world.restart("shopper")
+    world.run()
+    assert [(op.process, op.type, op.value) for op in world.history] == [
+        ("shopper", "invoke", {"qty": 1}),
+        ("shopper#1", "invoke", {"qty": 1}),
+        ("shopper#1", "ok", {"id": "o-1"}),
+        ("shopper#1", "invoke", {"qty": 2}),
+        ("shopper#1", "ok", {"id": "o-2"}),
+    ]
+    assert [c is None for _, c in world.history.pairs()] == [True, False, False]
+    assert world.errors == []

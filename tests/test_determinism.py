@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from fastapi import Depends, FastAPI, HTTPException
 
 import sandbox
+import svc_instance_id
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -283,3 +284,69 @@ def test_any_faulty_configuration_replays_to_the_same_fingerprint(seed, loss, du
         return world.fingerprint(), world.history.to_dicts()
 
     assert run_once() == run_once()
+
+
+# --- regressions found in review -------------------------------------------------------
+
+
+def _instance_id_run(seed: int) -> tuple[str, dict]:
+    """One order placed with svc_instance_id's service; the fingerprint and the stored orders."""
+    world = sandbox.World(seed=seed)
+    world.add_database("orders-db")
+    world.add_service("orders", svc_instance_id.create_app)
+
+    async def buyer(client: sandbox.Client) -> None:
+        await client.http.post("http://orders/orders/1")
+
+    world.add_client("buyer", buyer)
+    world.run()
+    return world.fingerprint(), world.database("orders-db").rows("orders")
+
+
+def test_uuid_time_and_random_at_module_and_factory_level_come_from_the_seed():
+    """uuid4() at a service module's top level and time()/random() in its factory are seeded: same seed, same run."""
+    first, again, other = _instance_id_run(7), _instance_id_run(7), _instance_id_run(8)
+    assert first == again
+    [(key, value)] = first[1].items()
+    assert value["started"] == sandbox.clocks.EPOCH  # the replica's clock at t=0, not the wall clock
+    [(other_key, other_value)] = other[1].items()
+    assert other_key != key and other_value["jitter"] != value["jitter"]
+
+
+def tokens_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/tokens")
+    async def store(body: dict, db: sandbox.Database = Depends(sandbox.database("tokens-db"))) -> dict:
+        await db.put("tokens", "t1", body)
+        return {}
+
+    return app
+
+
+def _token_run(token: str, *, store: bool) -> str:
+    """The fingerprint of a seed-7 run whose client stores ``token`` in the database, or only records it in the history."""
+    world = sandbox.World(seed=7)
+    world.add_database("tokens-db")
+    world.add_service("tokens", tokens_app)
+
+    async def client(client: sandbox.Client) -> None:
+        async with client.operation("draw") as op:
+            await client.http.post("http://tokens/tokens", json={"token": token if store else "00000000"})
+            op.ok(None if store else token)
+
+    world.add_client("c", client)
+    world.run()
+    return world.fingerprint()
+
+
+def test_runs_that_store_different_values_have_different_fingerprints():
+    """Two runs of one seed that differ only in the value they store get different fingerprints."""
+    assert _token_run("be16e37c", store=True) != _token_run("059d6195", store=True)
+    assert _token_run("be16e37c", store=True) == _token_run("be16e37c", store=True)
+
+
+def test_runs_that_record_different_history_values_have_different_fingerprints():
+    """Two runs of one seed that differ only in a value recorded in the history get different fingerprints."""
+    assert _token_run("be16e37c", store=False) != _token_run("059d6195", store=False)
+    assert _token_run("be16e37c", store=False) == _token_run("be16e37c", store=False)

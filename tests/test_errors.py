@@ -452,3 +452,76 @@ def test_a_real_timeout_is_not_caught_as_a_sandbox_error():
     world.add_client("c", caller)
     world.run()
     assert seen == ["RequestTimeout"]
+
+
+# --- regressions found in review -------------------------------------------------------
+
+
+def timeouts_app() -> FastAPI:
+    """One endpoint that passes a number of seconds to the producer, the HTTP client, a transaction or sandbox.sleep."""
+    app = FastAPI()
+
+    @app.post("/wait/{what}/{seconds}")
+    async def wait(
+        what: str,
+        seconds: float,
+        producer: sandbox.Producer = Depends(sandbox.producer),
+        http: sandbox.HttpClient = Depends(sandbox.http_client),
+        db: sandbox.Database = Depends(sandbox.database("db")),
+    ) -> dict:
+        try:
+            if what == "send":
+                await producer.send("orders", {"n": 1}, timeout=seconds)
+            elif what == "http":
+                await http.get("http://api/", timeout=seconds)
+            elif what == "lock":
+                async with db.transaction(lock_timeout=seconds) as tx:
+                    await tx.get("t", "k", for_update=True)
+            else:
+                await sandbox.sleep(seconds)
+        except sandbox.InvalidParameterError as exc:
+            return {"caught": type(exc).__name__, "message": str(exc)}
+        return {"caught": None}
+
+    @app.get("/")
+    async def hello() -> dict:
+        return {"hello": True}
+
+    return app
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-1"])
+@pytest.mark.parametrize(
+    ("what", "name"),
+    [("send", "timeout"), ("http", "timeout"), ("lock", "lock_timeout"), ("sleep", "sleep(seconds")],
+)
+def test_timeouts_that_are_no_finite_positive_number_are_refused(what, name, seconds):
+    """A NaN, infinite or negative producer, HTTP or lock timeout or sleep raises InvalidParameterError showing it."""
+    world = sandbox.World(seed=1)
+    world.add_database("db")
+    world.add_service("api", timeouts_app)
+    bodies = []
+
+    async def caller(client: sandbox.Client) -> None:
+        bodies.append((await client.http.post(f"http://api/wait/{what}/{seconds}")).json())
+
+    world.add_client("c", caller)
+    world.run()
+    [body] = bodies
+    assert body["caught"] == "InvalidParameterError"
+    assert f"{name}={float(seconds)!r}" in body["message"]
+    assert "finite" in body["message"]
+
+
+def test_plain_def_workload_raises_asking_for_async_def():
+    """add_client with a plain `def` function raises InvalidParameterError showing it and asking for `async def`."""
+
+    def shopper(client: sandbox.Client) -> None:  # forgot `async`
+        return None
+
+    world = sandbox.World(seed=1)
+    with pytest.raises(sandbox.InvalidParameterError) as info:
+        world.add_client("c", shopper)
+    assert "async def" in str(info.value)
+    assert repr(shopper) in str(info.value)
+    assert "c" not in world.clients

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import warnings
 
+import anyio
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import (
+    BackgroundTasks,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+)
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 import sandbox
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's TestClient warns that it prefers httpx2
@@ -778,3 +792,137 @@ def test_hostname_names_the_replica_serving_the_request():
     world, (r,) = serve(fan_out_app, ("GET", "http://api/slow/0", {}))
     assert r.json()["host"] == "api-0"
     assert sandbox.hostname() == "localhost"
+
+
+# --- regressions found in review -------------------------------------------------------
+
+
+def anyio_app() -> FastAPI:
+    """anyio deadlines and task groups around slow awaits, each reporting how long it took in virtual time."""
+    app = FastAPI()
+
+    @app.get("/fail-after")
+    async def fail_after(clock: sandbox.Clock = Depends(sandbox.clock)) -> dict:
+        start = clock.monotonic()
+        try:
+            with anyio.fail_after(1.0):
+                await sandbox.sleep(10)
+        except TimeoutError:
+            return {"timed_out": True, "after": clock.monotonic() - start}
+        return {"timed_out": False, "after": clock.monotonic() - start}
+
+    @app.get("/move-on")
+    async def move_on(clock: sandbox.Clock = Depends(sandbox.clock)) -> dict:
+        start = clock.monotonic()
+        with anyio.move_on_after(1.0) as scope:
+            await sandbox.sleep(10)
+        return {"cancelled_caught": scope.cancelled_caught, "after": clock.monotonic() - start}
+
+    @app.get("/task-group")
+    async def task_group(clock: sandbox.Clock = Depends(sandbox.clock)) -> dict:
+        start = clock.monotonic()
+        log: list[str] = []
+
+        async def fail() -> None:
+            await sandbox.sleep(0.1)
+            raise RuntimeError("payment service said no")
+
+        async def slow() -> None:
+            await sandbox.sleep(10)
+            log.append("slow finished")
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(fail)
+                group.start_soon(slow)
+                await sandbox.sleep(5)
+                log.append("host body finished")
+        except BaseExceptionGroup as group_error:
+            log.append(f"group raised {group_error.exceptions!r}")
+        return {"log": log, "after": clock.monotonic() - start}
+
+    @app.get("/spin")
+    async def spin() -> dict:
+        while True:  # a retry loop without backoff
+            await sandbox.sleep(0)
+
+    return app
+
+
+def mailing_app() -> FastAPI:
+    """Places an order and sends its confirmation e-mail from a BackgroundTask, through an 8 s slow mail server."""
+    app = FastAPI()
+
+    async def send_confirmation(order_id: str, db: sandbox.Database) -> None:
+        await sandbox.sleep(8.0)
+        await db.put("sent", order_id, True)
+
+    @app.post("/orders", status_code=201)
+    async def place(background: BackgroundTasks, db: sandbox.Database = Depends(sandbox.database("mail-db"))) -> dict:
+        background.add_task(send_confirmation, "o1", db)
+        return {"id": "o1"}
+
+    return app
+
+
+def test_anyio_fail_after_cuts_a_slow_await_at_its_deadline():
+    """anyio.fail_after(1.0) around a 10 s sleep raises TimeoutError after exactly 1 virtual second."""
+    _, [r] = serve(anyio_app, ("GET", "http://api/fail-after", {"timeout": None}))
+    assert r.json()["timed_out"] is True
+    assert r.json()["after"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_anyio_move_on_after_cuts_a_slow_await_at_its_deadline():
+    """anyio.move_on_after(1.0) around a 10 s sleep moves on after exactly 1 virtual second, cancelled_caught set."""
+    _, [r] = serve(anyio_app, ("GET", "http://api/move-on", {"timeout": None}))
+    assert r.json()["cancelled_caught"] is True
+    assert r.json()["after"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_a_failing_task_group_child_cancels_its_siblings_and_the_host():
+    """When one child of an anyio task group raises, its sibling and the host body are cancelled at once."""
+    _, [r] = serve(anyio_app, ("GET", "http://api/task-group", {"timeout": None}))
+    assert r.json()["log"] == ["group raised (RuntimeError('payment service said no'),)"]
+    assert r.json()["after"] == pytest.approx(0.1, abs=1e-9)
+
+
+def test_a_task_that_never_lets_time_pass_is_stopped_with_livelock_error(monkeypatch):
+    """A loop on `await sandbox.sleep(0)` is stopped with LivelockError; the caller times out and run(until=...) returns."""
+    monkeypatch.setattr("sandbox._runtime.SPIN_LIMIT", 1_000)  # the default, 100,000 resumptions, takes ~1 s of wall time
+    world = sandbox.World(seed=1)
+    world.add_service("api", anyio_app)
+    timed_out = []
+
+    async def caller(client: sandbox.Client) -> None:
+        try:
+            await client.http.get("http://api/spin", timeout=1.0)
+        except sandbox.RequestTimeout:
+            timed_out.append(client.now)
+
+    world.add_client("c", caller)
+    world.run(until=5)
+    assert world.now == 5
+    assert timed_out == [pytest.approx(1.0)]
+    [error] = world.errors
+    assert (error.node, error.where, error.type) == ("api-0", "GET /spin", "LivelockError")
+    assert "sandbox.sleep(0.1)" in error.message
+
+
+def test_a_slow_background_task_does_not_delay_the_reply():
+    """The reply is sent when the response is complete; a BackgroundTask then runs on, and finishes, after it."""
+    world = sandbox.World(seed=1)
+    world.add_database("mail-db")
+    world.add_service("api", mailing_app)
+    responses = []
+
+    async def buyer(client: sandbox.Client) -> None:
+        responses.append(await client.http.post("http://api/orders", timeout=1.0))
+
+    world.add_client("buyer", buyer)
+    world.run(settle=10)
+    [r] = responses
+    assert (r.status_code, r.json()) == (201, {"id": "o1"})
+    assert r.elapsed < 0.01
+    assert world.database("mail-db").rows("sent") == {"o1": True}
+    (sent,) = [e for e in world.recorder.entries("db.write") if e[3] == "sent"]
+    assert sent[0] > 8.0

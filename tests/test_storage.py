@@ -742,3 +742,164 @@ def test_for_update_on_a_missing_row_locks_nothing():
     world.run()
     assert [first["body"]["read"], second["body"]["read"]] == [0, 0]
     assert world.database(DB).rows("counters") == {"n": 1}  # one update lost: lock a row that exists, or insert
+
+
+# --- regressions found in review -------------------------------------------------------
+
+
+def bank_app() -> FastAPI:
+    """Endpoints that retry transactions, hold row locks, and delete with a version, each reporting what it met."""
+    app = FastAPI()
+    bank_db = sandbox.database(DB)
+
+    @app.post("/pay")
+    async def pay(db: sandbox.Database = Depends(bank_db)):
+        """Take 10 from the balance, reusing one Transaction object; the first attempt writes a stale version."""
+        tx = db.transaction()
+        for attempt in range(3):
+            try:
+                async with tx:
+                    row = await tx.get_row("acct", "a", for_update=True)
+                    stale = 1 if attempt == 0 else 0
+                    await tx.put("acct", "a", {"balance": row.value["balance"] - 10}, if_version=row.version + stale)
+                return {"attempt": attempt}
+            except sandbox.VersionConflict:
+                continue
+        return {"attempt": None}
+
+    @app.post("/conflict-then-idle")
+    async def conflict_then_idle(db: sandbox.Database = Depends(bank_db)):
+        """Lock the row, fail a statement, then stay idle in the transaction for 2 s."""
+        try:
+            async with db.transaction() as tx:
+                await tx.get("acct", "a", for_update=True)
+                try:
+                    await tx.put("acct", "a", {"balance": 0}, if_version=99)
+                except sandbox.VersionConflict:
+                    await sandbox.sleep(2.0)
+        except sandbox.SimulatedFailure as exc:
+            return _failure(exc)
+        return {"committed": True}
+
+    @app.post("/hold")
+    async def hold(db: sandbox.Database = Depends(bank_db)):
+        """Hold the row's lock for 0.5 s."""
+        async with db.transaction() as tx:
+            await tx.get("acct", "a", for_update=True)
+            await sandbox.sleep(0.5)
+        return {"committed": True}
+
+    @app.post("/slow-update")
+    async def slow_update(db: sandbox.Database = Depends(bank_db)):
+        """Wait for the row's lock, keep it 2 s (as long as the lock timeout), then write."""
+        try:
+            async with db.transaction() as tx:
+                row = await tx.get("acct", "a", for_update=True)
+                await sandbox.sleep(2.0)
+                await tx.put("acct", "a", {"balance": row["balance"] + 1})
+        except sandbox.SimulatedFailure as exc:
+            return _failure(exc)
+        return {"committed": True}
+
+    @app.post("/insert-in-transaction")
+    async def insert_in_transaction(db: sandbox.Database = Depends(bank_db)):
+        try:
+            async with db.transaction() as tx:
+                await tx.insert("orders", "o1", {"n": 1})
+        except sandbox.SimulatedFailure as exc:
+            return _failure(exc)
+        return {"committed": True}
+
+    @app.post("/delete-if-version")
+    async def delete_if_version(body: dict, db: sandbox.Database = Depends(bank_db)):
+        try:
+            return {"deleted": await db.delete("acct", "a", if_version=body["if_version"])}
+        except (sandbox.SimulatedFailure, sandbox.InvalidParameterError) as exc:
+            return _failure(exc)
+
+    return app
+
+
+def bank_world(*, duplicate: float = 0.0, **database: float) -> sandbox.World:
+    """The bank service over one database holding account 'a' with balance 100 (version 1)."""
+    world = new_world()
+    world.add_database(DB, **database)
+    world.database(DB).load("acct", {"a": {"balance": 100}})
+    world.add_service("bank", bank_app)
+    if duplicate:
+        world.network.set_links("bank", DB, duplicate=duplicate)
+    return world
+
+
+def test_scan_with_a_non_str_prefix_is_refused_in_service_code():
+    """scan(prefix=7) raises InvalidParameterError in the endpoint, and the world and the connection go on."""
+    world = make_world()
+    r = ops(world, [["scan", "t", {"prefix": 7}], ["put", "t", "k", 1]])
+    world.run()
+    assert r["body"][0]["error"] == "InvalidParameterError"
+    assert "prefix=7" in r["body"][0]["message"]
+    assert r["body"][1] == 1
+    assert world.errors == []
+
+
+@pytest.mark.parametrize("if_version", [True, "1"])
+def test_delete_if_version_must_be_an_int(if_version):
+    """delete(if_version=True or "1") raises InvalidParameterError showing the value, and deletes nothing."""
+    world = bank_world()
+    r = call(world, "/delete-if-version", {"if_version": if_version}, node="bank")
+    world.run()
+    assert r["body"]["error"] == "InvalidParameterError"
+    assert f"if_version={if_version!r}" in r["body"]["message"]
+    assert world.database(DB).read("acct", "a") == {"balance": 100}
+
+
+def test_a_reused_transaction_object_commits_its_second_block():
+    """A Transaction whose first `async with` ended in VersionConflict commits when entered again."""
+    world = bank_world()
+    first = call(world, "/pay", node="bank")
+    second = call(world, "/pay", node="bank", start=5.0)
+    world.run()
+    assert first["body"] == second["body"] == {"attempt": 1}
+    assert world.database(DB).read("acct", "a") == {"balance": 80}
+    assert len(world.recorder.entries("db.commit")) == 2
+    assert world.recorder.entries("db.lock_wait") == []
+
+
+def test_the_idle_timeout_aborts_a_transaction_whose_last_statement_failed():
+    """A transaction idle after a failed statement is aborted after idle_timeout, releasing its lock."""
+    world = bank_world(idle_timeout=0.5)
+    r = call(world, "/conflict-then-idle", node="bank")
+    later = call(world, "/hold", node="bank", start=0.6)  # needs the same row lock for 0.5 s
+    world.run()
+    assert r["body"]["error"] == "TransactionAborted"
+    assert "idle in transaction for 0.5s" in r["body"]["message"]
+    (abort,) = world.recorder.entries("db.abort")
+    assert 0.5 < abort[0] < 0.6
+    assert later["body"] == {"committed": True}
+    assert later["done"] < 1.2  # not held up until the idle request wakes at t=2
+    assert len(world.recorder.entries("db.commit")) == 1  # only the later one
+
+
+def test_a_duplicated_statement_does_not_abort_a_transaction_waiting_for_a_lock():
+    """With every service-to-database message duplicated, a transaction that waited for a row lock still commits once."""
+    world = bank_world(duplicate=1.0, lock_timeout=2.0)
+    call(world, "/hold", node="bank")
+    r = call(world, "/slow-update", node="bank", start=0.1)
+    world.run()
+    assert r["body"] == {"committed": True}
+    assert world.recorder.entries("db.lock_wait")  # it did wait for /hold's lock
+    assert world.recorder.counts()["net.duplicate"] > 0
+    assert world.recorder.entries("db.abort") == []
+    assert world.database(DB).read("acct", "a") == {"balance": 101}
+    assert [e[3:6] for e in world.recorder.entries("db.write") if e[0] > 0] == [("acct", "a", 2)]
+
+
+def test_a_duplicated_insert_in_a_transaction_commits_once():
+    """With every service-to-database message duplicated, a transactional insert commits, as version 1."""
+    world = bank_world(duplicate=1.0)
+    r = call(world, "/insert-in-transaction", node="bank")
+    world.run()
+    assert r["body"] == {"committed": True}
+    assert world.recorder.counts()["net.duplicate"] > 0
+    assert world.database(DB).rows("orders") == {"o1": {"n": 1}}
+    assert [e[3:6] for e in world.recorder.entries("db.write") if e[3] == "orders"] == [("orders", "o1", 1)]

@@ -423,3 +423,37 @@ def test_service_code_can_annotate_the_automatic_server_span():
     assert server.attributes["order.id"] == "o-7"
     assert [e.name for e in server.events] == ["validated"]
     assert world.spans() == world.spans()  # built once, then the same objects
+
+
+# --- regressions found in review -------------------------------------------------------
+
+
+def slow_writer_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/orders")
+    async def place(db: sandbox.Database = Depends(sandbox.database("orders-db"))):
+        """Think for 0.5 s, then store the order."""
+        await sandbox.sleep(0.5)
+        await db.put("orders", "o1", {})
+        return {}
+
+    return app
+
+
+def test_a_crash_leaves_no_exported_span_without_its_parent():
+    """A node crashing while its request waits on the database leaves no exported span whose parent is missing."""
+    world = sandbox.World(seed=1, tracing=True)
+    world.add_database("orders-db")
+    world.add_service("orders", slow_writer_app)
+    world.network.set_links("orders", "orders-db", latency=0.2, both_ways=True)
+    post(world, "/orders")
+    world.run(until=0.6)
+    assert world.recorder.entries("net.send")[-1][2:5] == ("orders-0", "orders-db", "db")  # the put is in flight
+    world.crash("orders")
+    world.run(until=6)  # past the shopper's 5 s timeout
+    spans = world.spans()
+    ids = {s.context.span_id for s in spans}
+    assert [s.name for s in spans if s.parent is not None and s.parent.span_id not in ids] == []
+    (shopper,) = [s for s in spans if s.resource.attributes["service.instance.id"] == "shopper"]
+    assert [e.attributes["exception.type"] for e in shopper.events] == ["sandbox.errors.RequestTimeout"]

@@ -535,3 +535,34 @@ def test_run_settles_after_the_clients_finish():
     assert world.now == pytest.approx(3.5)
     with pytest.raises(sandbox.WorldFinishedError):
         world.run(until=10)
+
+
+# --- regressions found in review -------------------------------------------------------
+
+
+def interrupted_app() -> FastAPI:
+    """An endpoint in which a KeyboardInterrupt arrives, as Ctrl-C or Jupyter's 'interrupt kernel' would."""
+    app = FastAPI()
+
+    @app.get("/interrupted")
+    async def interrupted() -> dict:
+        raise KeyboardInterrupt
+
+    return app
+
+
+def test_a_keyboard_interrupt_in_service_code_stops_the_run():
+    """A KeyboardInterrupt raised while service code runs propagates out of world.run instead of becoming a 500."""
+    world = sandbox.World(seed=1)
+    world.add_service("api", interrupted_app)
+    statuses = []
+
+    async def caller(client: sandbox.Client) -> None:
+        for _ in range(3):
+            statuses.append((await client.http.get("http://api/interrupted")).status_code)
+
+    world.add_client("c", caller)
+    with pytest.raises(KeyboardInterrupt):
+        world.run()
+    assert statuses == []  # stopped at the first request, before any reply
+    assert not world.clients_done
