@@ -926,3 +926,56 @@ def test_a_slow_background_task_does_not_delay_the_reply():
     assert world.database("mail-db").rows("sent") == {"o1": True}
     (sent,) = [e for e in world.recorder.entries("db.write") if e[3] == "sent"]
     assert sent[0] > 8.0
+
+
+# --- locks inside one replica -------------------------------------------------------------
+
+
+def locked_counter_app() -> FastAPI:
+    app = FastAPI()
+    lock = anyio.Lock()
+    loop_lock = asyncio.Lock()
+
+    @app.post("/anyio")
+    async def with_anyio_lock(db: sandbox.Database = Depends(sandbox.database("locks-db"))):
+        async with lock:
+            n = await db.get("t", "n", 0)
+            await db.put("t", "n", n + 1)
+        return {"n": n + 1}
+
+    @app.post("/asyncio")
+    async def with_asyncio_lock(db: sandbox.Database = Depends(sandbox.database("locks-db"))):
+        async with loop_lock:
+            n = await db.get("t", "m", 0)
+            await db.put("t", "m", n + 1)
+        return {"n": n + 1}
+
+    return app
+
+
+def _five_callers(path: str) -> sandbox.World:
+    world = sandbox.World(seed=4)
+    world.add_database("locks-db")
+    world.add_service("api", locked_counter_app)
+
+    async def caller(client: sandbox.Client) -> None:
+        await client.http.post(f"http://api{path}")
+
+    for i in range(5):
+        world.add_client(f"c{i}", caller)
+    world.run()
+    return world
+
+
+def test_an_anyio_lock_serializes_requests_in_one_replica():
+    """anyio.Lock works in virtual time: five concurrent read-modify-writes under it lose no update."""
+    world = _five_callers("/anyio")
+    assert world.database("locks-db").read("t", "n") == 5
+    assert world.errors == []
+
+
+def test_a_contended_asyncio_lock_fails_with_advice_to_use_anyio():
+    """A contended asyncio.Lock cannot wait without asyncio's loop: the error points to anyio.Lock."""
+    world = _five_callers("/asyncio")
+    assert world.errors and {e.type for e in world.errors} == {"ForeignAwaitError"}
+    assert "anyio.Lock()" in world.errors[0].message
