@@ -41,7 +41,6 @@ Example::
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -291,9 +290,9 @@ class Store:
         if rows is None:
             rows = self.tables[table] = {}
         rows[key] = [value, version]
-        # A digest of the value, so that the fingerprint tells runs that wrote different data apart.
-        digest = 0 if value is _ABSENT else zlib.crc32(repr(value).encode())
-        self.world.record("db.write", self.name, table, key, version, digest)
+        # The value itself (never mutated: values are copied in and out), so that the fingerprint
+        # tells apart runs that wrote different data; it is only turned into text when hashed.
+        self.world.record("db.write", self.name, table, key, version, None if value is _ABSENT else value)
 
     def _op_commit(self, tx: _Tx) -> None:
         for (table, key), (value, version) in tx.writes.items():
