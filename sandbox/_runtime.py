@@ -284,6 +284,9 @@ class Task:
         if not self.node.alive:  # created while its node was going down (in a dying task's finally)
             self.kill()
             return self
+        if self.node.paused:
+            self.node._held.append(self.start)
+            return self
         self._step(None, None)
         return self
 
@@ -300,6 +303,9 @@ class Task:
             if not event._ok:
                 event.defused = True
             return
+        if self.node.paused:  # a frozen process resumes nothing until it is thawed
+            self.node._held.append(lambda: self._resume(event))
+            return
         self._waiting = None
         if event._ok:
             self._step(event._value, None)
@@ -311,7 +317,7 @@ class Task:
         """Throw ``exc`` into the coroutine at its current (or next) await."""
         if not self.alive:
             return
-        if self._waiting is None:
+        if self._waiting is None or self.node.paused:
             self._cancel_pending = exc
             return
         self._waiting = None

@@ -243,7 +243,7 @@ class Broker(Node):
 
         def run(_event: Any) -> None:
             if self.alive and self.epoch == epoch:
-                fn()
+                self.when_running(fn)
 
         Timeout(self.env, self.latency).callbacks.append(run)
 

@@ -310,5 +310,8 @@ def _arrive(arrival: _Arrival) -> None:
     if not dst.alive:
         log.append((arrival.env.now, "net.drop", arrival.src, dst.name, arrival.kind, arrival.msg_id, "down"))
         return
+    if dst.paused:  # held in the frozen node's buffers until it resumes
+        dst._held.append(lambda: _arrive(arrival))
+        return
     log.append((arrival.env.now, "net.deliver", arrival.src, dst.name, arrival.kind, arrival.msg_id))
     arrival.deliver(arrival.payload)

@@ -46,6 +46,7 @@ class Node:
         # (not one SimPy event per call: most calls are answered long before).
         self._deadlines: list[tuple[float, int, float, str]] = []
         self._timer_at: float | None = None
+        self._held: list[Callable[[], None]] = []  # what arrived or fired while paused, in order
 
     def __repr__(self) -> str:
         state = "up" if self.alive else "down"
@@ -58,6 +59,8 @@ class Node:
         if not self.alive:
             return
         self.alive = False
+        self.paused = False
+        self._held = []
         self.epoch += 1
         self.world.record("node.crash", self.name)
         pending, self._pending = self._pending, {}
@@ -69,6 +72,37 @@ class Node:
                 task.kill()
         self.on_crash()
         self.world._node_crashed(self)
+
+    def pause(self) -> None:
+        """Freeze this node (as SIGSTOP would): nothing on it runs until ``resume()``.
+
+        Messages to it wait in its buffers and its timers wait too; its memory, its
+        connections and its storage are kept. Other nodes see it as very slow.
+        """
+        if self.paused or not self.alive:
+            return
+        self.paused = True
+        self.world.record("node.pause", self.name)
+
+    def resume(self) -> None:
+        """Unfreeze a paused node: everything that waited runs now, in the order it came."""
+        if not self.paused:
+            return
+        self.paused = False
+        self.world.record("node.resume", self.name)
+        held, self._held = self._held, []
+        for work in held:
+            if self.paused:  # paused again by what just ran
+                self._held.append(work)
+            else:
+                work()
+
+    def when_running(self, work: Callable[[], None]) -> None:
+        """Do ``work`` now, or when the node resumes if it is paused."""
+        if self.paused:
+            self._held.append(work)
+        else:
+            work()
 
     def restart(self) -> None:
         """Start a crashed node again, as a fresh process on the same machine."""
@@ -148,6 +182,9 @@ class Node:
     def _expire_due(self, event: Event) -> None:
         if event._value != self._timer_at:
             return  # superseded by an earlier deadline
+        if self.paused:
+            self._held.append(lambda: self._expire_due(event))
+            return
         self._timer_at = None
         now = self.env.now + 1e-9  # a deadline is due at its time, whatever float rounding did
         deadlines = self._deadlines

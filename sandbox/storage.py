@@ -422,10 +422,13 @@ class DatabaseNode(Node):
             if self.epoch != execute.epoch or not self.alive:
                 return
             if event.ok:
-                self.run_op(execute)
+                self.when_running(lambda: self.run_op(execute))
 
         def expired(_event: Event) -> None:
             if wait.event.triggered or self.epoch != execute.epoch:
+                return
+            if self.paused:  # the server's own timer: it fires when the server runs again
+                self._held.append(lambda: expired(_event))
                 return
             wait.event.fail(LockTimeout("lock timeout"))
             wait.event.defused = True
@@ -450,6 +453,9 @@ class DatabaseNode(Node):
         epoch = self.epoch
 
         def check(_event: Event) -> None:
+            if self.paused:
+                self._held.append(lambda: check(_event))
+                return
             tx = store._txs.get(tx_id)
             if tx is not None and self.epoch == epoch and self.env.now - tx.last_active >= timeout:
                 store.abort(tx_id, f"idle in transaction for {timeout:g}s (idle_in_transaction_session_timeout)")
@@ -474,4 +480,4 @@ class _Execute:
         if not db.alive or db.epoch != self.epoch:
             db.world.record("db.lost", db.name, self.msg_id)
             return
-        db.run_op(self)
+        db.when_running(lambda: db.run_op(self))

@@ -315,6 +315,16 @@ class World:
         for node_name in self._expand([name]):
             self.nodes[node_name].restart()
 
+    def pause(self, name: str) -> None:
+        """Freeze a node (or every replica of a service) now: see ``Node.pause``."""
+        for node_name in self._expand([name]):
+            self.nodes[node_name].pause()
+
+    def resume(self, name: str) -> None:
+        """Unfreeze a paused node (or every paused replica of a service) now."""
+        for node_name in self._expand([name]):
+            self.nodes[node_name].resume()
+
     def _node_crashed(self, node: Node) -> None:
         for db in self.databases.values():
             db.client_crashed(node)

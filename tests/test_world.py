@@ -566,3 +566,61 @@ def test_a_keyboard_interrupt_in_service_code_stops_the_run():
         world.run()
     assert statuses == []  # stopped at the first request, before any reply
     assert not world.clients_done
+
+
+# --- pausing a node (SIGSTOP) -------------------------------------------------------------
+
+
+def _paused_counter(pause_at: float, resume_at: float, *, timeout: float) -> tuple[sandbox.World, list]:
+    world = sandbox.World(seed=2)
+    world.add_service("counter", counter_app)
+    seen: list = []
+
+    async def caller(client: sandbox.Client) -> None:
+        await client.sleep(0.5)
+        try:
+            r = await client.http.post("http://counter/calls", timeout=timeout)
+            seen.append(("answer", client.now, r.json()))
+        except sandbox.RequestTimeout:
+            seen.append(("timeout", client.now))
+        await client.sleep(3.0)
+        r = await client.http.post("http://counter/calls")
+        seen.append(("answer", client.now, r.json()))
+
+    world.add_client("c", caller)
+    world.run(until=pause_at)
+    world.pause("counter")
+    world.run(until=resume_at)
+    world.resume("counter")
+    world.run()
+    return world, seen
+
+
+def test_a_paused_node_answers_nothing_until_it_resumes_then_serves_what_waited():
+    """A request to a paused replica waits in its buffers and is served after resume (the caller may have given up)."""
+    world, seen = _paused_counter(0.1, 2.0, timeout=1.0)
+    assert seen[0][0] == "timeout"
+    assert seen[1][0] == "answer" and seen[1][2] == {"n": 2}  # the timed-out call still counted, after resume
+    kinds = [e[1] for e in world.recorder.entries() if e[1] in ("node.pause", "node.resume")]
+    assert kinds == ["node.pause", "node.resume"]
+
+
+def test_a_short_pause_only_slows_a_request_down():
+    """A caller whose timeout outlasts the pause gets its answer right after the node resumes."""
+    world, seen = _paused_counter(0.1, 0.8, timeout=5.0)
+    assert seen[0][0] == "answer" and 0.8 <= seen[0][1] < 0.9 and seen[0][2] == {"n": 1}
+
+
+def test_a_paused_node_keeps_its_memory_and_a_crash_while_paused_drops_what_waited():
+    """Pause keeps volatile state; crashing a paused node discards its held work and clears the pause."""
+    world = sandbox.World(seed=2)
+    world.add_service("counter", counter_app)
+    world.run(until=0.1)
+    node = world.node("counter")
+    world.pause("counter")
+    assert node.paused and node.alive
+    world.crash("counter")
+    assert not node.paused and node._held == []
+    world.restart("counter")
+    world.run(until=1.0)
+    assert node.ready
