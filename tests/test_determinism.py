@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import svc_instance_id
+from fastapi import Depends, FastAPI, HTTPException
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from fastapi import Depends, FastAPI, HTTPException
 
 import sandbox
-import svc_instance_id
 
 TESTS_DIR = Path(__file__).resolve().parent
 

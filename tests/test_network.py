@@ -9,7 +9,6 @@ from fastapi import Depends, FastAPI
 
 import sandbox
 
-
 # --- app factories (module level: each replica runs a fresh copy of this module) ------
 
 

@@ -11,7 +11,6 @@ from fastapi import Depends, FastAPI
 
 import sandbox
 
-
 # --- app factories (module level: each replica runs a fresh copy of this module) ------
 
 
