@@ -8,6 +8,17 @@ counts as a pass: ``bool(verdict)`` is True only for PASS.
 
 from __future__ import annotations
 
+from .linearizability import check_linearizability
+from .models import Call, KeyValueModel, Model, RegisterModel
 from .verdict import Outcome, Verdict
 
-__all__ = ["Outcome", "Verdict"]
+__all__ = [
+    "Outcome",
+    "Verdict",
+    # linearizability
+    "check_linearizability",
+    "Model",
+    "RegisterModel",
+    "KeyValueModel",
+    "Call",
+]
