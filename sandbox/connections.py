@@ -10,11 +10,11 @@ FastAPI's TestClient) straight to an in-memory store.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from simpy.events import Timeout
 
+from ._checks import seconds
 from ._runtime import WaitEvent
 from .errors import InvalidParameterError, LockTimeout, NodeCrashed, SimulatedFailure
 from .nodes import Node
@@ -199,10 +199,8 @@ class Database(_Ops):
 
         ``lock_timeout`` (seconds) bounds every wait for a row lock in it.
         """
-        if lock_timeout is not None and (
-            isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or not 0 < lock_timeout < math.inf
-        ):
-            raise InvalidParameterError(f"lock_timeout={lock_timeout!r}: use a finite number of seconds > 0")
+        if lock_timeout is not None:
+            lock_timeout = seconds("lock_timeout", lock_timeout, positive=True)
         return Transaction(self._transport, lock_timeout)
 
     def __repr__(self) -> str:

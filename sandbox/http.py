@@ -21,13 +21,13 @@ In a service, get one through FastAPI's ``Depends``::
 from __future__ import annotations
 
 import json as _json
-import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
 
+from . import _checks
 from .errors import InvalidParameterError, UnknownServiceError
 
 if TYPE_CHECKING:
@@ -163,13 +163,7 @@ def build_request(
 
 def check_timeout(timeout: Any) -> float | None:
     """Return ``timeout`` as seconds if it is a usable timeout (a finite number > 0, or None)."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-        raise InvalidParameterError(
-            f"timeout={timeout!r}: use a finite number of seconds > 0, or None to wait forever"
-        )
-    return float(timeout)
+    return _checks.timeout("timeout", timeout)
 
 
 class _Methods:

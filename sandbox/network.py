@@ -19,13 +19,13 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import NORMAL, Event
 
+from ._checks import probability, seconds
 from .errors import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -35,18 +35,6 @@ if TYPE_CHECKING:
 NodeName = str
 
 DISTRIBUTIONS = ("constant", "uniform", "normal", "exponential", "pareto")
-
-
-def _check_probability(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise InvalidParameterError(f"{name}={value!r}: a probability must be a number between 0 and 1")
-    return float(value)
-
-
-def _check_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
-        raise InvalidParameterError(f"{name}={value!r}: use a finite number of seconds >= 0")
-    return float(value)
 
 
 @dataclass
@@ -72,9 +60,9 @@ class LinkState:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ("latency", "jitter", "reorder_delay"):
-            value = _check_seconds(name, value)
+            value = seconds(name, value)
         elif name in ("loss", "duplicate", "reorder"):
-            value = _check_probability(name, value)
+            value = probability(name, value)
         elif name == "distribution" and value not in DISTRIBUTIONS:
             raise InvalidParameterError(
                 f"distribution={value!r} is not one of {', '.join(map(repr, DISTRIBUTIONS))}"

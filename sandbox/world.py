@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 from simpy.events import AllOf
 
+from ._checks import seconds
 from ._runtime import driving
 from ._streams import Streams, check_seed
 from .broker import BROKER_NODE
@@ -54,13 +55,6 @@ from .storage import DatabaseNode, Store
 if TYPE_CHECKING:
     from .broker import Broker
     from .tracing import Tracing
-
-
-def _seconds(name: str, value: Any, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (positive and value == 0):
-        need = "> 0" if positive else ">= 0"
-        raise InvalidParameterError(f"{name}={value!r}: use a finite number of seconds {need}")
-    return float(value)
 
 
 class World:
@@ -196,10 +190,10 @@ class World:
         node = DatabaseNode(
             self,
             name,
-            latency=_seconds("latency", latency),
-            jitter=_seconds("jitter", jitter),
-            lock_timeout=_seconds("lock_timeout", lock_timeout, positive=True),
-            idle_timeout=_seconds("idle_timeout", idle_timeout, positive=True),
+            latency=seconds("latency", latency),
+            jitter=seconds("jitter", jitter),
+            lock_timeout=seconds("lock_timeout", lock_timeout, positive=True),
+            idle_timeout=seconds("idle_timeout", idle_timeout, positive=True),
         )
         self.nodes[name] = node
         self.databases[name] = node
@@ -217,7 +211,7 @@ class World:
                 f"fn={fn!r} for client {name!r}: pass an `async def fn(client)` function (a workload awaits the "
                 f"network, so it must be a coroutine function)"
             )
-        node = ClientNode(self, name, fn, args, _seconds("start", start))
+        node = ClientNode(self, name, fn, args, seconds("start", start))
         self.nodes[name] = node
         self.clients[name] = node
         node.on_start()
@@ -378,8 +372,8 @@ class World:
             with driving():
                 self.env.run(until=until)
             return self
-        _seconds("limit", limit, positive=True)
-        _seconds("settle", settle)
+        seconds("limit", limit, positive=True)
+        seconds("settle", settle)
         with driving():
             if self.clients:
                 pending = [c.done for c in self.clients.values() if not c.done.triggered]
