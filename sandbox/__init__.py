@@ -62,6 +62,7 @@ from .errors import (
     VersionConflict,
     WorldFinishedError,
 )
+from .events import Assertion, Event, event, reachable, sometimes
 from .history import History, Op
 from .http import HttpClient, Response, connect_local
 from .network import LinkState, Network
@@ -103,6 +104,11 @@ __all__ = [
     "RecordMetadata",
     "Message",
     "Broker",
+    "event",
+    "sometimes",
+    "reachable",
+    "Event",
+    "Assertion",
     # workload clients
     "Client",
     "Operation",

@@ -38,6 +38,7 @@ from .errors import (
     UnknownServiceError,
     WorldFinishedError,
 )
+from .events import Assertion, Event
 from .history import History
 from .network import Network
 from .nodes import Node
@@ -81,6 +82,10 @@ class World:
         self.clients: dict[str, ClientNode] = {}
         self.history = History()
         self.errors: list[ServiceError] = []
+        #: Domain events said by service code with ``sandbox.event`` (saga steps, breaker states...).
+        self.events: list[Event] = []
+        #: ``sandbox.sometimes`` / ``sandbox.reachable`` tallies, by message.
+        self.assertions: dict[str, Assertion] = {}
         self._ids = 0
         self._broker: Broker | None = None
         self._finished = False
