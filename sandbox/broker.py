@@ -157,6 +157,9 @@ class Broker(Node):
         self._groups: dict[str, _Group] = {}
         self._rr: dict[str, int] = {}
         self._seen: set[tuple[str, int, int]] = set()
+        self._rng = world.streams["broker"]
+        #: Redelivery faults in force: (groups, probability, counter) each (see sandbox.faults).
+        self.commit_faults: list[Any] = []
         world.record("broker.start", BROKER_NODE)
 
     # --- administration and inspection ----------------------------------------------
@@ -328,6 +331,15 @@ class Broker(Node):
             group_name, member, topic, p, offset = request
             g = self._groups.get(group_name)
             ok = g is not None and g.owners.get((topic, p)) == member
+            for fault in self.commit_faults:
+                if ok and group_name in fault.groups and self._rng.random() < fault.probability:
+                    # The commit is lost and the member's session with it: the group rebalances and
+                    # reads again from the last commit that did land.
+                    fault.fired += 1
+                    self.world.record("broker.commit_lost", group_name, member, topic, p, offset)
+                    self.rebalance(group_name)
+                    self.reply(caller, caller_epoch, msg_id, True, "broker.commit_ack")
+                    return
             if ok:
                 key = (topic, p)
                 if offset > g.committed.get(key, 0):
@@ -486,16 +498,24 @@ async def _consume(instance: Instance, sub: Subscription) -> None:
     broker = world.broker
     member = f"{instance.name}#{instance.epoch}"
     positions: dict[int, int] = {}
+    generation = -1
     while True:
         request = (sub.group, member, sub.topic, sub.max_records, tuple(sorted(positions.items())))
         try:
-            _generation, assigned, batch = await instance.call(
+            polled_generation, assigned, batch = await instance.call(
                 broker, broker.handle_poll, request, "broker.poll", 2.0, "poll"
             )
         except SimulatedFailure:
             await sleep(sub.poll_interval)
             continue
-        positions = {p: positions.get(p, committed) for p, committed in assigned}
+        if polled_generation != generation:
+            # A rebalance (as Kafka's eager protocol does): every assigned partition starts
+            # again from the group's committed offset, so what was handled but not yet
+            # committed is delivered again.
+            generation = polled_generation
+            positions = {p: committed for p, committed in assigned}
+        else:
+            positions = {p: positions.get(p, committed) for p, committed in assigned}
         if not batch:
             await sleep(sub.poll_interval)
             continue

@@ -98,6 +98,7 @@ class Network:
         self.defaults = LinkState()
         self._links: dict[tuple[NodeName, NodeName], _Link] = {}
         self._partitions: list[_Partition] = []
+        self._rules: list[LinkRule] = []
 
     # --- link state ------------------------------------------------------------------
 
@@ -118,6 +119,9 @@ class Network:
             state = self.defaults.copy()
             state.cut = self._is_cut(src, dst)
             link = self._links[key] = _Link(state, self.world.streams[f"network/{src}->{dst}"])
+            if self._rules:
+                link.rules = tuple(r for r in self._rules if r.matches(src, dst))
+                link.clogged = sum(1 for r in link.rules if r.clog)
         return link
 
     def _is_cut(self, src: NodeName, dst: NodeName) -> bool:
@@ -185,6 +189,52 @@ class Network:
         self._add(_Partition(frozenset(a), frozenset(b), one_way))
         self.world.record("net.partition", tuple(a), tuple(b), one_way)
 
+    def cut(self, side_a: Iterable[str], side_b: Iterable[str] | None, *, one_way: bool = False, on_drop: Callable[[], None] | None = None) -> object:
+        """Add one partition (``side_b`` None: everyone else) and return a handle for ``uncut``.
+
+        The fault injector uses this so that healing one fault leaves the others in
+        place; ``on_drop()`` is called for each message the cut drops.
+        """
+        a = frozenset(self.world._expand(side_a))
+        b = None if side_b is None else frozenset(self.world._expand(side_b))
+        partition = _Partition(a, b, one_way, on_drop)
+        self._add(partition)
+        return partition
+
+    def uncut(self, handle: object) -> None:
+        """Remove the partition ``handle`` (from ``cut``); other partitions stay."""
+        if handle not in self._partitions:
+            return
+        self._partitions = [p for p in self._partitions if p is not handle]
+        for (src, dst), link in self._links.items():
+            link.state.cut = self._is_cut(src, dst)
+
+    # --- fault rules ------------------------------------------------------------------
+
+    def add_rule(self, rule: LinkRule) -> None:
+        """Start applying a fault rule (delay, loss, duplicate, reorder, clog, bandwidth) to the links it matches."""
+        self._rules.append(rule)
+        for (src, dst), link in self._links.items():
+            if rule.matches(src, dst):
+                link.rules = link.rules + (rule,)
+                if rule.clog:
+                    link.clogged += 1
+
+    def remove_rule(self, rule: LinkRule) -> None:
+        """Stop applying ``rule``; messages a clog held are delivered now, in the order they came."""
+        if rule not in self._rules:
+            return
+        self._rules = [r for r in self._rules if r is not rule]
+        for link in self._links.values():
+            if rule in link.rules:
+                link.rules = tuple(r for r in link.rules if r is not rule)
+                if rule.clog:
+                    link.clogged -= 1
+                    if not link.clogged and link.held:
+                        held, link.held = link.held, []
+                        for arrival in held:
+                            _arrive(arrival)
+
     def isolate(self, name: str) -> None:
         """Cut one node (or every replica of a service) off from every other node, both ways.
 
@@ -201,7 +251,7 @@ class Network:
                 link.state.cut = True
 
     def heal(self) -> None:
-        """Remove every partition; links keep their other settings."""
+        """Remove every partition; links keep their other settings (fault rules are healed by their faults)."""
         self._partitions.clear()
         for link in self._links.values():
             link.state.cut = False
@@ -225,6 +275,12 @@ class Network:
         now = world.env.now
         if state.cut:
             log.append((now, "net.drop", src.name, dst.name, kind, msg_id, "partition"))
+            for p in self._partitions:
+                if p.on_drop is not None and p.cuts(src.name, dst.name):
+                    p.on_drop()
+            return
+        if link.rules:
+            self._send_faulty(link, src, dst, deliver, payload, kind, msg_id)
             return
         if state.loss and rng.random() < state.loss:
             log.append((now, "net.drop", src.name, dst.name, kind, msg_id, "loss"))
@@ -240,15 +296,124 @@ class Network:
             _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id, again)
 
 
+    def _send_faulty(self, link: _Link, src: Node, dst: Node, deliver: Callable[[Any], None], payload: Any, kind: str, msg_id: int) -> None:
+        """``send`` on a link with fault rules: the link's own behaviour, then each rule's, in order."""
+        world = self.world
+        state, rng, rules = link.state, link.rng, link.rules
+        log = world._log
+        now = world.env.now
+        if state.loss and rng.random() < state.loss:
+            log.append((now, "net.drop", src.name, dst.name, kind, msg_id, "loss"))
+            return
+        for rule in rules:
+            if rule.loss and rng.random() < rule.loss:
+                rule.fired += 1
+                log.append((now, "net.drop", src.name, dst.name, kind, msg_id, f"loss ({rule.label})"))
+                return
+        delay = state.sample_delay(rng)
+        if state.reorder and rng.random() < state.reorder:
+            delay += state.reorder_delay
+        for rule in rules:
+            if rule.delay is not None:
+                rule.fired += 1
+                delay += rule.delay.sample_delay(rng)
+            if rule.reorder and rng.random() < rule.reorder:
+                rule.fired += 1
+                delay += rule.reorder_gap
+            if rule.rate:
+                key = (src.name, dst.name)
+                begin = max(now, rule.busy.get(key, 0.0))
+                done = begin + message_size(payload) / rule.rate
+                rule.busy[key] = done
+                if done > now:
+                    rule.fired += 1
+                delay += done - now
+            if rule.clog:
+                rule.fired += 1
+        log.append((now, "net.send", src.name, dst.name, kind, msg_id, delay))
+        _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id, delay)
+        copies = 1 if state.duplicate and rng.random() < state.duplicate else 0
+        for rule in rules:
+            if rule.duplicate and rng.random() < rule.duplicate:
+                rule.fired += 1
+                copies += 1
+        for _ in range(copies):
+            again = state.sample_delay(rng)
+            for rule in rules:
+                if rule.delay is not None:
+                    again += rule.delay.sample_delay(rng)
+            log.append((now, "net.duplicate", src.name, dst.name, kind, msg_id, again))
+            _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id, again)
+
+
+def message_size(payload: Any) -> int:
+    """A message's size in bytes on the wire, roughly: bodies count, headers and framing a little."""
+    if isinstance(payload, (bytes, bytearray, str)):
+        return len(payload) + 40
+    body = getattr(payload, "body", None)
+    if isinstance(body, (bytes, bytearray)):
+        return len(body) + 200
+    if isinstance(payload, tuple):
+        return 40 + sum(len(p) if isinstance(p, (bytes, bytearray, str)) else 16 for p in payload)
+    return 100
+
+
+class LinkRule:
+    """What one network fault does to the links it matches (between ``a`` and ``b``, in ``direction``).
+
+    ``b`` None means every node not in ``a``. ``fired`` counts the messages it acted on.
+    """
+
+    __slots__ = ("a", "b", "direction", "label", "delay", "loss", "duplicate", "reorder", "reorder_gap", "rate", "clog", "busy", "fired")
+
+    def __init__(
+        self,
+        a: frozenset[str],
+        b: frozenset[str] | None,
+        direction: str,
+        label: str,
+        *,
+        delay: LinkState | None = None,
+        loss: float = 0.0,
+        duplicate: float = 0.0,
+        reorder: float = 0.0,
+        reorder_gap: float = 0.0,
+        rate: float = 0.0,
+        clog: bool = False,
+    ) -> None:
+        self.a = a
+        self.b = b
+        self.direction = direction
+        self.label = label
+        self.delay = delay
+        self.loss = loss
+        self.duplicate = duplicate
+        self.reorder = reorder
+        self.reorder_gap = reorder_gap
+        self.rate = rate
+        self.clog = clog
+        self.busy: dict[tuple[str, str], float] = {}
+        self.fired = 0
+
+    def _in_b(self, name: str) -> bool:
+        return name not in self.a if self.b is None else name in self.b
+
+    def matches(self, src: str, dst: str) -> bool:
+        if self.direction != "from" and src in self.a and self._in_b(dst):
+            return True
+        return self.direction != "to" and dst in self.a and self._in_b(src)
+
+
 class _Partition:
     """A cut between side ``a`` and side ``b`` (None: every node not in ``a``)."""
 
-    __slots__ = ("a", "b", "one_way")
+    __slots__ = ("a", "b", "one_way", "on_drop")
 
-    def __init__(self, a: frozenset[str], b: frozenset[str] | None, one_way: bool) -> None:
+    def __init__(self, a: frozenset[str], b: frozenset[str] | None, one_way: bool, on_drop: Callable[[], None] | None = None) -> None:
         self.a = a
         self.b = b
         self.one_way = one_way
+        self.on_drop = on_drop
 
     def _side_b(self, name: str) -> bool:
         return name not in self.a if self.b is None else name in self.b
@@ -260,11 +425,14 @@ class _Partition:
 
 
 class _Link:
-    __slots__ = ("state", "rng")
+    __slots__ = ("state", "rng", "rules", "clogged", "held")
 
     def __init__(self, state: LinkState, rng: Any) -> None:
         self.state = state
         self.rng = rng
+        self.rules: tuple[LinkRule, ...] = ()  # fault rules in force on this link
+        self.clogged = 0  # how many clog rules hold it
+        self.held: list[_Arrival] = []  # messages a clog holds, in arrival order
 
 
 class _Arrival(Event):
@@ -292,8 +460,15 @@ class _Arrival(Event):
 def _arrive(arrival: _Arrival) -> None:
     dst = arrival.dst
     log = arrival.world._log
-    if arrival.link.state.cut:
+    link = arrival.link
+    if link.state.cut:
         log.append((arrival.env.now, "net.drop", arrival.src, dst.name, arrival.kind, arrival.msg_id, "partition"))
+        for p in arrival.world.network._partitions:
+            if p.on_drop is not None and p.cuts(arrival.src, dst.name):
+                p.on_drop()
+        return
+    if link.clogged:  # held in the network until the clog heals
+        link.held.append(arrival)
         return
     if not dst.alive:
         log.append((arrival.env.now, "net.drop", arrival.src, dst.name, arrival.kind, arrival.msg_id, "down"))

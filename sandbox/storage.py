@@ -137,6 +137,21 @@ class _Tx:
         self.last_active = 0.0
 
 
+class IORule:
+    """What one storage fault does to a database's operations: add ``latency``, lose the
+    answer with probability ``timeout``, or cut lock waits to ``lock_timeout``. ``fired``
+    counts the operations it acted on."""
+
+    __slots__ = ("label", "latency", "timeout", "lock_timeout", "fired")
+
+    def __init__(self, label: str, *, latency: float = 0.0, timeout: float = 0.0, lock_timeout: float = 0.0) -> None:
+        self.label = label
+        self.latency = latency
+        self.timeout = timeout
+        self.lock_timeout = lock_timeout
+        self.fired = 0
+
+
 class Store:
     """The tables, row versions, locks and open transactions of one database or disk."""
 
@@ -144,6 +159,7 @@ class Store:
         self.world = world
         self.name = name
         self.lock_timeout = lock_timeout
+        self.io_rules: list[IORule] = []  # storage faults in force (see sandbox.faults)
         self.tables: dict[str, dict[Key, list[Any]]] = {}
         self._locks: dict[tuple[str, Key], _Lock] = {}
         self._txs: dict[int, _Tx] = {}
@@ -343,7 +359,12 @@ class Store:
         event = Event(self.world.env)
         lock.waiters.append((tx.id, event))
         self.world.record("db.lock_wait", self.name, table, key, tx.id, lock.owner)
-        raise _MustWait(event, tx.lock_timeout)
+        wait = tx.lock_timeout
+        for rule in self.io_rules:  # a LockTimeouts fault shortens every wait
+            if rule.lock_timeout and rule.lock_timeout < wait:
+                wait = rule.lock_timeout
+                rule.fired += 1
+        raise _MustWait(event, wait)
 
     def _release(self, tx: _Tx) -> None:
         for row in tx.locks:
@@ -391,9 +412,15 @@ class DatabaseNode(Node):
 
     def op_delay(self) -> float:
         if not self.jitter:
-            return self.latency
-        delay = self._rng.gauss(self.latency, self.jitter)
-        return delay if delay > 0 else 0.0
+            delay = self.latency
+        else:
+            delay = self._rng.gauss(self.latency, self.jitter)
+            delay = delay if delay > 0 else 0.0
+        for rule in self.store.io_rules:
+            if rule.latency:
+                rule.fired += 1
+                delay += rule.latency
+        return delay
 
     def handle_op(self, caller: Node, caller_epoch: int, msg_id: int, op: tuple) -> None:
         key = (caller.name, caller_epoch, msg_id)
@@ -413,6 +440,11 @@ class DatabaseNode(Node):
         tx_id = execute.op[1]
         if tx_id is not None and execute.op[0] not in ("commit", "rollback"):
             self._watch_idle(tx_id)
+        for rule in self.store.io_rules:
+            if rule.timeout and self._rng.random() < rule.timeout:
+                rule.fired += 1  # done, but the answer is lost: the caller times out not knowing
+                self.world.record("db.stalled", self.name, execute.msg_id, rule.label)
+                return
         self.reply(execute.caller, execute.caller_epoch, execute.msg_id, result, "db.reply")
 
     def _wait_for_lock(self, execute: _Execute, wait: _MustWait) -> None:

@@ -55,6 +55,7 @@ from .storage import DatabaseNode, Store
 
 if TYPE_CHECKING:
     from .broker import Broker
+    from .faults import Chaos, Schedule
     from .tracing import Tracing
 
 
@@ -89,6 +90,8 @@ class World:
         self._ids = 0
         self._broker: Broker | None = None
         self._finished = False
+        #: The fault schedule in force (``inject``), or None.
+        self.chaos: Chaos | None = None
         self.tracing: Tracing | None = None
         if tracing:
             from .tracing import Tracing
@@ -347,6 +350,37 @@ class World:
         self.record("service.error", node.name, where, kind)
         self.errors.append(ServiceError(self.env.now, node.name, where, kind, message, format_error(error)))
 
+    # --- faults ----------------------------------------------------------------------
+
+    def inject(self, schedule: Schedule) -> Chaos:
+        """Put a fault schedule into this world (see ``sandbox.faults``), before it runs.
+
+        Every name is checked now; each fault then starts and heals in virtual time,
+        and at ``schedule.fault_phase_end`` whatever is still in force heals: the
+        quiet phase begins. ``run()`` runs at least until then.
+
+        Example::
+
+            world.inject(Schedule([Partition("orders", "payments", start=1, duration=2)]))
+            world.run(settle=2.0)
+            world.chaos.coverage()
+
+        Raises:
+            InvalidParameterError: a name that is no node, database or consumer group of
+                this world, a fault starting in the past, or a second schedule.
+        """
+        from .faults import Chaos
+
+        if self.chaos is not None:
+            raise InvalidParameterError(
+                "this world already has a fault schedule; combine them into one (schedule_a + schedule_b) "
+                "and inject that"
+            )
+        if self._finished:
+            raise WorldFinishedError(f"this world already ran to completion; build a new World(seed={self.seed})")
+        self.chaos = Chaos(self, schedule)
+        return self.chaos
+
     # --- running ---------------------------------------------------------------------
 
     def run(self, until: float | None = None, *, limit: float = 3600.0, settle: float = 0.0) -> World:
@@ -355,8 +389,10 @@ class World:
         ``run(until=t)`` runs to virtual time ``t`` (call again with a later ``t`` to
         go on). ``run()`` runs until every workload client has finished (or until
         ``limit`` virtual seconds from now: background consumers never stop by
-        themselves), then ``settle`` seconds more so that what the clients set in
-        motion (queued messages, retries) can finish; after it the world is finished.
+        themselves) and, with a fault schedule injected, at least until its fault
+        phase ends; then ``settle`` seconds more (the quiet phase) so that what the
+        clients set in motion (queued messages, retries, compensations) can finish;
+        after it the world is finished.
 
         Raises:
             WorldFinishedError: ``until`` is not later than now, or the world already ran to completion.
@@ -387,6 +423,11 @@ class World:
                     self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
             else:
                 self.env.run(until=self.env.now + limit)
+            chaos = self.chaos
+            if chaos is not None and not chaos.healed:
+                if self.env.now < chaos.heal_at:
+                    self.env.run(until=chaos.heal_at)
+                chaos.heal()
             if settle:
                 self.env.run(until=self.env.now + settle)
         self._finished = True
