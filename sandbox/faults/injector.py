@@ -366,7 +366,7 @@ class Chaos:
             error = clock.monotonic() - world.now  # drift so far, kept through the fault
             offset, drift = clock.offset, clock.drift
             clock.offset = offset + fault.offset
-            clock.drift = fault.drift
+            clock.drift = drift + fault.drift  # on top of the clock's own drift, as the offset is
             act.fired_direct += 1
 
             def step_back(clock: Any = clock, error: float = error, offset: float = offset, drift: float = drift) -> None:
@@ -400,7 +400,7 @@ class Chaos:
         act.label = f"rebalance {','.join(groups)}"
         broker = self.world.broker
 
-        def once() -> None:
+        def once(k: int) -> None:
             if act.ended is not None:
                 return
             for group in groups:
@@ -408,9 +408,11 @@ class Chaos:
                     broker.rebalance(group)
                     act.fired_direct += 1
             if fault.every is not None:
-                self._at(self.world.now + fault.every, once)
+                # start + k * every, not now + every: added up, the float error would let a
+                # rebalance due exactly at the fault's end slip in before it.
+                self._at(fault.start + (k + 1) * fault.every, lambda: once(k + 1))
 
-        once()
+        once(0)
 
     def _redelivery(self, act: _Active, groups: list[str]) -> None:
         fault = act.fault

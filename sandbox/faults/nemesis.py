@@ -190,6 +190,8 @@ def check_durations(duration: Any) -> tuple[float, float]:
     low, high = seconds("duration[0]", low, positive=True), seconds("duration[1]", high, positive=True)
     if low > high:
         raise InvalidParameterError(f"duration={duration!r}: the shortest is longer than the longest")
+    if low < 0.001:  # durations are drawn in whole milliseconds: a shorter one would round to 0
+        raise InvalidParameterError(f"duration={duration!r}: faults last whole milliseconds; make the shortest >= 0.001")
     return low, high
 
 

@@ -55,10 +55,9 @@ Names = tuple[str, ...]
 def _names(what: str, value: Any, *, optional: bool = False) -> Names | None:
     if value is None and optional:
         return None
-    if isinstance(value, str):
-        value = (value,)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value):
-        return tuple(dict.fromkeys(value))
+    names = (value,) if isinstance(value, str) else value
+    if isinstance(names, (list, tuple)) and names and all(isinstance(v, str) and v for v in names):
+        return tuple(dict.fromkeys(names))
     raise InvalidParameterError(
         f"{what}={value!r}: name a service, node or database (\"payments\"), or give a list of names"
         + (", or None" if optional else "")
@@ -375,8 +374,8 @@ class Pause(Fault):
 @dataclass(frozen=True, repr=False)
 class ClockSkew(Fault):
     """TimeChaos: the chosen nodes' clocks jump by ``offset`` seconds and run ``drift`` faster
-    (1e-3 = 1 ms per second) for the window; true virtual time is untouched. When it heals,
-    the clocks are stepped back to their old error, as NTP would."""
+    than they did (1e-3 = 1 ms per second) for the window; true virtual time is untouched. When
+    it heals, the clocks are stepped back to their old error and rate, as NTP would."""
 
     family: ClassVar[str] = "TimeChaos"
     action: ClassVar[str] = "clock-skew"
