@@ -56,6 +56,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 import sandbox
+from sandbox.explore import Scenario
 
 SCENARIO = "order-system"
 
@@ -381,6 +382,16 @@ def build_world(
     if faults:
         add_network_trouble(world)
     return world
+
+
+def build_calm_world(seed: int, *, clients: int = 8, orders_per_client: int = 5) -> sandbox.World:
+    """``build_world`` on a calm network: the faults are left to a schedule (see ``scenario``)."""
+    return build_world(seed, clients=clients, orders_per_client=orders_per_client, faults=False)
+
+
+#: The order system as a scenario to explore under fault schedules (``sandbox.explore``):
+#: a calm network, eight customers placing five orders each; shrinking tries fewer.
+scenario = Scenario(SCENARIO, build_calm_world, {"clients": 8, "orders_per_client": 5}, settle=SETTLE_TIME, limit=MAX_TIME)
 
 
 def add_network_trouble(world: sandbox.World) -> None:

@@ -1,0 +1,163 @@
+"""What an exploration returns: a ``Counterexample`` to replay and look at, or ``Passed``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..checkers.verdict import Verdict
+from ..faults.specs import Schedule
+from ..world import World
+from .scenario import Run, Scenario
+
+# --- the result -----------------------------------------------------------------------------
+
+
+@dataclass
+class Counterexample:
+    """A run that broke an invariant, shrunk to its smallest form (see the module docstring).
+
+    ``str()`` is the terminal / grading-feedback text; in a notebook it shows an
+    HTML summary with the sequence diagram, fault timeline and trace waterfall.
+    """
+
+    scenario: Scenario
+    seed: int
+    schedule: Schedule
+    workload: dict[str, int]
+    verdict: Verdict
+    fingerprint: str
+    runs: int  # runs made to find and shrink it
+    original_schedule: Schedule
+    original_workload: dict[str, int]
+    seconds: float
+    _world: World | None = field(default=None, repr=False)
+
+    found = True
+
+    @property
+    def invariant(self) -> str:
+        return self.verdict.invariant
+
+    @property
+    def evidence(self) -> tuple[Any, ...]:
+        return self.verdict.evidence
+
+    @property
+    def world(self) -> World:
+        """The world of the shrunk run (replayed once if needed), to look inside or draw."""
+        if self._world is None:
+            self._world = self.replay().world
+        return self._world
+
+    def replay(self) -> Run:
+        """Run the counterexample again; the same seed, schedule and workload give the same run."""
+        run = self.scenario.run(self.seed, self.schedule, **self._changed_workload())
+        return run
+
+    def _changed_workload(self) -> dict[str, int]:
+        return {k: v for k, v in self.workload.items() if self.scenario.workload.get(k) != v}
+
+    @property
+    def snippet(self) -> str:
+        """One line of Python that replays this counterexample, to paste into a notebook or a shell."""
+        ref = self.scenario.reference()
+        args = [str(self.seed)] + ([repr(self.schedule)] if len(self.schedule) else [])
+        args += [f"{k}={v}" for k, v in self._changed_workload().items()]
+        head = "from sandbox.faults import *; " if len(self.schedule) else ""
+        if ":" in ref:
+            module, attr = ref.split(":")
+            return f"{head}from {module} import {attr}; {attr}.replay({', '.join(args)})"
+        return f"{head}{ref}.replay({', '.join(args)})"
+
+    def __str__(self) -> str:
+        v = self.verdict
+        sizes = ", ".join(f"{k}={n}" for k, n in self.workload.items()) or "as built"
+        lines = [
+            f"Counterexample - {self.scenario.name} - seed {self.seed}",
+            f"Broken: {v.invariant}: {v.summary}",
+        ]
+        lines += [f"  - {item}" for item in v.evidence[:8]]
+        if len(v.evidence) > 8:
+            lines.append(f"  ... and {len(v.evidence) - 8} more")
+        lines.append("")
+        if len(self.schedule):
+            lines.append(f"Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):")
+            lines += [f"  {line}" for line in str(self.schedule).splitlines()]
+        else:
+            lines.append(f"Faults: none needed (shrunk from {len(self.original_schedule)}): the workload alone breaks it")
+        lines += [
+            f"Workload: {sizes}",
+            "",
+            f"Replay:  {self.snippet}",
+            f"Fingerprint: {self.fingerprint[:16]}   ({self.runs} runs, {self.seconds:.1f} s to find and shrink)",
+        ]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        parts = [
+            "<div style='font-family: sans-serif'>",
+            f"<h3 style='color:#b00020'>Counterexample: {escape(self.verdict.invariant)} broken "
+            f"(seed {self.seed})</h3>",
+            f"<p><b>{escape(self.verdict.summary)}</b></p>",
+            "<ul>" + "".join(f"<li><code>{escape(str(e))}</code></li>" for e in self.verdict.evidence[:8]) + "</ul>",
+            f"<p>Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):</p>",
+            f"<pre>{escape(str(self.schedule))}</pre>",
+            f"<p>Workload: {escape(', '.join(f'{k}={n}' for k, n in self.workload.items()) or 'as built')}</p>",
+            f"<p>Replay:</p><pre>{escape(self.snippet)}</pre>",
+        ]
+        try:
+            from .. import viz
+
+            figure = viz.counterexample_figure(self.world, highlight=self.verdict)
+            parts.append(viz.to_svg(figure))
+        except Exception as exc:  # pictures are a bonus: never hide the counterexample
+            parts.append(f"<p><i>(no picture: {escape(type(exc).__name__)}: {escape(str(exc))})</i></p>")
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    def picture(self) -> Any:
+        """The counterexample's figure: sequence diagram, fault timeline and (with tracing) trace waterfall."""
+        from .. import viz
+
+        return viz.counterexample_figure(self.world, highlight=self.verdict)
+
+
+@dataclass(frozen=True)
+class Passed:
+    """No invariant failed in any run. ``undecided`` lists runs where a checker said UNKNOWN,
+    which never counts as a pass: ``ok`` is True only if there were none."""
+
+    scenario: Scenario
+    runs: int
+    seeds: tuple[int, ...]
+    undecided: tuple[tuple[int, Verdict], ...]
+    seconds: float
+    never_fired: tuple[str, ...] = ()
+    unexercised: tuple[str, ...] = ()
+
+    found = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.undecided
+
+    def __str__(self) -> str:
+        span = f"seeds {self.seeds[0]}..{self.seeds[-1]}" if self.seeds else "no seeds"
+        lines = [f"No counterexample - {self.scenario.name} - {self.runs} runs ({span}), {self.seconds:.1f} s"]
+        if self.undecided:
+            lines.append(f"But {len(self.undecided)} runs were undecided (UNKNOWN is not a pass):")
+            lines += [f"  seed {seed}: {v.invariant}: {v.summary}" for seed, v in self.undecided[:5]]
+        if self.unexercised:
+            lines.append("Never exercised in any run (a green result says less than it seems):")
+            lines += [f"  {m}" for m in self.unexercised]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return f"<pre>{escape(str(self))}</pre>"
+
+

@@ -1,0 +1,234 @@
+"""The search: seeds (in worker processes) or Hypothesis strategies, stopping at the first violation."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from .._streams import check_seed
+from ..checkers.invariants import _FACTORIES
+from ..checkers.verdict import Outcome, Verdict
+from ..errors import InvalidParameterError
+from ..faults.specs import Schedule
+from .counterexample import Counterexample, Passed
+from .scenario import Invariant, Scenario, _first_failure
+from .shrinking import _shrink, _size
+
+
+def _schedule_for(schedules: Any, index: int, seed: int) -> Schedule:
+    if schedules is None:
+        return Schedule()
+    if isinstance(schedules, Schedule):
+        return schedules
+    if isinstance(schedules, (list, tuple)):
+        return schedules[index % len(schedules)]
+    schedule = schedules(seed)
+    if not isinstance(schedule, Schedule):
+        raise InvalidParameterError(f"schedules({seed}) returned {schedule!r}; it must return a sandbox.faults.Schedule")
+    return schedule
+
+
+def _is_strategy(value: Any) -> bool:
+    from hypothesis.strategies import SearchStrategy
+
+    return isinstance(value, SearchStrategy)
+
+
+def _check_args(scenario: Any, invariants: Any, seeds: Any, schedules: Any) -> tuple[list[Invariant], list[int]]:
+    if not isinstance(scenario, Scenario):
+        raise InvalidParameterError(
+            f"scenario={scenario!r}: pass a sandbox.explore.Scenario(name, build, workload), "
+            f"e.g. sandbox.examples.order_system.scenario"
+        )
+    if callable(invariants) and not isinstance(invariants, (list, tuple)):
+        invariants = [invariants]
+    invariants = list(invariants)
+    if not invariants:
+        raise InvalidParameterError(
+            "invariants=[]: give a list of checkers, e.g. [no_double_charge(), stock_never_negative()]"
+        )
+    for i, item in enumerate(invariants):
+        if any(item is factory for factory in _FACTORIES):
+            raise InvalidParameterError(
+                f"invariants[{i}] is the factory {item.__name__} itself; call it to build the invariant: {item.__name__}()"
+            )
+        if not callable(item):
+            raise InvalidParameterError(
+                f"invariants[{i}]={item!r} is not an invariant: give callables taking the world, such as no_double_charge()"
+            )
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = range(seeds)
+    seeds = [check_seed(s) for s in seeds]
+    if not seeds:
+        raise InvalidParameterError("seeds is empty: give seeds=range(100) or a number of seeds")
+    if isinstance(schedules, (list, tuple)):
+        if not schedules or not all(isinstance(s, Schedule) for s in schedules):
+            raise InvalidParameterError(f"schedules={schedules!r}: a list of schedules must hold Schedule objects")
+    elif schedules is not None and not isinstance(schedules, Schedule) and not callable(schedules) and not _is_strategy(schedules):
+        raise InvalidParameterError(
+            f"schedules={schedules!r}: use None, a Schedule, a list of them, a function seed -> Schedule, "
+            f"or a Hypothesis strategy from sandbox.strategies"
+        )
+    return invariants, seeds
+
+
+def explore(
+    scenario: Scenario,
+    invariants: Iterable[Invariant] | Invariant,
+    *,
+    seeds: Iterable[int] | int = 100,
+    schedules: Any = None,
+    shrink: bool = True,
+    shrink_budget: float = 12.0,
+    workers: int | None = None,
+) -> Counterexample | Passed:
+    """Run ``scenario`` for each seed with its schedule; stop at the first broken invariant and shrink it.
+
+    ``workers`` processes share the seeds (default: the machine's cores, up to 4;
+    1 runs in this process); the first violation in *seed order* is the one
+    reported, whatever the number of workers. ``shrink_budget`` bounds the seconds
+    spent shrinking.
+
+    Returns a ``Counterexample`` (``.found`` True), or ``Passed`` (``.found`` False).
+
+    Raises:
+        InvalidParameterError: a bad scenario, invariant list, seed list or schedules.
+    """
+    invariants, seed_list = _check_args(scenario, invariants, seeds, schedules)
+    started = time.perf_counter()
+    if _is_strategy(schedules):
+        return _explore_hypothesis(scenario, invariants, seed_list, schedules, started, shrink_budget if shrink else 0.0)
+    jobs = [(i, seed, _schedule_for(schedules, i, seed)) for i, seed in enumerate(seed_list)]
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    failing, undecided, runs, unexercised = _search(scenario, invariants, jobs, workers)
+    if failing is None:
+        return Passed(scenario, runs, tuple(seed_list), tuple(undecided), time.perf_counter() - started, (), tuple(unexercised))
+    seed, schedule, verdict = failing
+    original = schedule
+    workload = dict(scenario.workload)
+    if shrink:
+        schedule, workload, verdict, extra = _shrink(scenario, invariants, seed, schedule, workload, verdict, shrink_budget)
+        runs += extra
+    run = scenario.run(seed, schedule, **workload)
+    final = _first_failure(run.check(invariants)) or verdict
+    return Counterexample(
+        scenario, seed, schedule, workload, final, run.fingerprint, runs + 1,
+        original, dict(scenario.workload), time.perf_counter() - started, run.world,
+    )
+
+
+# Seeds are checked in batches; each worker process runs its share and reports the first failure.
+_WORK: dict[str, Any] = {}
+
+
+def _run_job(job: tuple[int, int, Schedule]) -> tuple[int, int, str | None, list[tuple[int, Verdict]], list[str]]:
+    scenario, invariants = _WORK["scenario"], _WORK["invariants"]
+    index, seed, schedule = job
+    run = scenario.run(seed, schedule)
+    verdicts = run.check(invariants)
+    failed = _first_failure(verdicts)
+    unknown = [(seed, v) for v in verdicts if v.outcome is Outcome.UNKNOWN]
+    held = [m for m, a in run.world.assertions.items() if a.held]
+    seen = list(run.world.assertions)
+    return index, seed, (None if failed is None else failed.invariant), unknown, [*held, "\0", *seen]
+
+
+def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers: int) -> tuple:
+    _WORK["scenario"], _WORK["invariants"] = scenario, invariants
+    undecided: list[tuple[int, Verdict]] = []
+    held: set[str] = set()
+    seen: dict[str, None] = {}
+    runs = 0
+    first: int | None = None
+
+    def absorb(result: tuple) -> None:
+        nonlocal runs, first
+        index, _seed, failed, unknown, names = result
+        runs += 1
+        undecided.extend(unknown)
+        split = names.index("\0")
+        held.update(names[:split])
+        for m in names[split + 1 :]:
+            seen[m] = None
+        if failed is not None and (first is None or index < first):
+            first = index
+
+    if workers <= 1 or len(jobs) < 4:
+        for job in jobs:
+            absorb(_run_job(job))
+            if first is not None:
+                break
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            batch = max(workers * 2, 8)
+            for at in range(0, len(jobs), batch):
+                for result in pool.map(_run_job, jobs[at : at + batch], chunksize=1):
+                    absorb(result)
+                if first is not None:
+                    break
+    unexercised = [m for m in seen if m not in held]
+    if first is None:
+        return None, undecided, runs, unexercised
+    _index, seed, schedule = jobs[first]
+    run = scenario.run(seed, schedule)  # again, here, for its verdict with the evidence
+    verdict = _first_failure(run.check(invariants))
+    assert verdict is not None, f"seed {seed} failed in a worker but not here: the scenario is not deterministic"
+    return (seed, schedule, verdict), undecided, runs + 1, unexercised
+
+
+def _explore_hypothesis(
+    scenario: Scenario, invariants: list[Invariant], seeds: list[int], strategy: Any, started: float, budget: float
+) -> Counterexample | Passed:
+    """Hypothesis draws (seed, schedule) pairs, and on a failure shrinks both itself (for ``budget`` seconds:
+    after that every candidate counts as passing, which ends Hypothesis' shrinking at once)."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+
+    failures: list[tuple[int, Schedule, Verdict]] = []
+    undecided: list[tuple[int, Verdict]] = []
+    runs = 0
+    found_at: float | None = None
+
+    class _Broken(Exception):
+        pass
+
+    @settings(
+        max_examples=len(seeds), derandomize=True, database=None, deadline=None,
+        phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+    )
+    @given(seed=st.sampled_from(seeds), schedule=strategy)
+    def search(seed: int, schedule: Schedule) -> None:
+        nonlocal runs, found_at
+        if found_at is not None and time.perf_counter() - found_at > budget:
+            return
+        runs += 1
+        verdicts = scenario.run(seed, schedule).check(invariants)
+        failed = _first_failure(verdicts)
+        if failed is not None:
+            failures.append((seed, schedule, failed))
+            if found_at is None:
+                found_at = time.perf_counter()
+            raise _Broken(failed.invariant)
+        undecided.extend((seed, v) for v in verdicts if v.outcome is Outcome.UNKNOWN)
+
+    try:
+        search()
+    except Exception:  # _Broken, or Hypothesis' report of it (a flaky or multiple failure after the budget)
+        if not failures:
+            raise
+        # The smallest failing example Hypothesis met (it usually re-runs it last).
+        seed, schedule, verdict = min(reversed(failures), key=lambda f: _size((f[1], {})))
+        first_schedule = failures[0][1]
+        run = scenario.run(seed, schedule)
+        return Counterexample(
+            scenario, seed, schedule, dict(scenario.workload), _first_failure(run.check(invariants)) or verdict,
+            run.fingerprint, runs + 1, first_schedule, dict(scenario.workload), time.perf_counter() - started, run.world,
+        )
+    return Passed(scenario, runs, tuple(seeds), tuple(undecided), time.perf_counter() - started)

@@ -1,0 +1,171 @@
+"""Exploration: find a broken invariant across seeds and schedules, shrink it, replay it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import strategies as st
+
+import sandbox
+from sandbox.checkers import Verdict, no_double_charge, stock_never_negative
+from sandbox.examples import order_system
+from sandbox.explore import Counterexample, Passed, Scenario, explore
+from sandbox.faults import Delay, Loss, Schedule, nemesis
+from sandbox.strategies import schedules
+
+SMALL = Scenario("order-system-small", order_system.build_calm_world, {"clients": 3, "orders_per_client": 2})
+
+
+def charged_twice(world: sandbox.World) -> Verdict:
+    """No order has two charges (a minimal checker, so these tests do not depend on the library's)."""
+    seen: dict[str, int] = {}
+    for row in world.database("payments-db").rows("charges").values():
+        seen[row["order_id"]] = seen.get(row["order_id"], 0) + 1
+    twice = sorted(k for k, n in seen.items() if n > 1)
+    if twice:
+        return Verdict.failing("no double charge", f"{len(twice)} orders charged more than once", tuple(twice))
+    return Verdict.passing("no double charge", f"{len(seen)} orders charged once each")
+
+
+def slow_payments(seed: int) -> Schedule:
+    return nemesis(seed, ["orders", "payments"], kinds=("delay", "loss"), count=3, within=2.0)
+
+
+@pytest.fixture(scope="module")
+def double_charge() -> Counterexample:
+    found = explore(order_system.scenario, [no_double_charge()], seeds=range(30), schedules=slow_payments, workers=1)
+    assert isinstance(found, Counterexample)
+    return found
+
+
+def test_explore_finds_and_shrinks_a_double_charge(double_charge: Counterexample) -> None:
+    """On the naive order system, delays and losses between orders and payments lead to a double charge."""
+    assert double_charge.invariant == "no_double_charge()"
+    assert double_charge.found
+    assert 1 <= len(double_charge.schedule) <= len(double_charge.original_schedule)
+    assert sum(double_charge.workload.values()) < sum(order_system.scenario.workload.values())
+    assert "was charged twice" in double_charge.verdict.summary
+
+
+def test_the_shrunk_schedule_still_fails_and_replays_exactly(double_charge: Counterexample) -> None:
+    """Replaying the counterexample gives the same fingerprint and the same broken invariant."""
+    run = double_charge.replay()
+    assert run.fingerprint == double_charge.fingerprint
+    assert not no_double_charge()(run.world)
+
+
+def test_the_shrunk_schedule_is_no_larger_than_needed(double_charge: Counterexample) -> None:
+    """Dropping any single fault of the shrunk schedule makes the double charge go away."""
+    c = double_charge
+    for i in range(len(c.schedule)):
+        run = c.scenario.run(c.seed, c.schedule.without(i), **c.workload)
+        assert no_double_charge()(run.world), f"fault {i} was not needed: {c.schedule[i]!r}"
+
+
+def test_the_snippet_replays_the_counterexample(double_charge: Counterexample) -> None:
+    """The one-line snippet, pasted as it is, replays the run with the same fingerprint."""
+    line = double_charge.snippet
+    assert "\n" not in line
+    *setup, call = line.split("; ")
+    scope: dict = {}
+    exec("; ".join(setup), scope)
+    run = eval(call, scope)
+    assert run.fingerprint == double_charge.fingerprint
+
+
+def test_the_text_names_seed_invariant_faults_and_replay(double_charge: Counterexample) -> None:
+    """str(counterexample) reads in a terminal: seed, what broke, the faults, and the replay line."""
+    text = str(double_charge)
+    assert f"seed {double_charge.seed}" in text
+    assert "no_double_charge()" in text
+    assert double_charge.snippet in text
+    for fault in double_charge.schedule:
+        assert fault.action in text
+
+
+def test_explore_finds_negative_stock_without_faults() -> None:
+    """Check-then-act in inventory oversells under concurrency alone: no fault is needed."""
+    found = explore(order_system.scenario, [stock_never_negative()], seeds=range(10), workers=1, shrink_budget=8.0)
+    assert isinstance(found, Counterexample)
+    assert found.invariant == "stock_never_negative()"
+    assert len(found.schedule) == 0
+    assert "went to qty -1" in found.verdict.summary
+    assert not stock_never_negative()(found.replay().world)
+    assert "Schedule" not in found.snippet and "faults" not in found.snippet
+
+
+def test_the_first_failing_seed_is_reported_whatever_the_number_of_workers() -> None:
+    """Two worker processes report the same first failing seed as one."""
+    one = explore(SMALL, [charged_twice], seeds=range(12), schedules=slow_payments, workers=1, shrink=False)
+    two = explore(SMALL, [charged_twice], seeds=range(12), schedules=slow_payments, workers=2, shrink=False)
+    assert isinstance(one, Counterexample) and isinstance(two, Counterexample)
+    assert (one.seed, repr(one.schedule), one.fingerprint) == (two.seed, repr(two.schedule), two.fingerprint)
+
+
+def test_passed_when_no_invariant_breaks() -> None:
+    """A calm, small run has no double charge: explore says so and counts its runs."""
+    result = explore(SMALL, [charged_twice], seeds=range(3), workers=1, shrink=False)
+    assert isinstance(result, Passed)
+    assert not result.found and result.ok
+    assert result.runs == 3
+    assert "No counterexample" in str(result)
+
+
+def test_unknown_is_not_a_pass() -> None:
+    """A checker that cannot decide makes the result not ok, and a crashing checker gives UNKNOWN."""
+
+    def undecided(world: sandbox.World) -> Verdict:
+        return Verdict.unknown("undecided", "cannot tell")
+
+    def broken(world: sandbox.World) -> Verdict:
+        raise KeyError("oops")
+
+    result = explore(SMALL, [undecided, broken], seeds=range(2), workers=1)
+    assert isinstance(result, Passed)
+    assert not result.ok
+    summaries = [v.summary for _seed, v in result.undecided]
+    assert "cannot tell" in summaries
+    assert any("KeyError" in s for s in summaries)
+
+
+def test_a_fixed_schedule_applies_to_every_seed() -> None:
+    """One Schedule is used for every seed; a list is used in turn."""
+    calm = Schedule()
+    lossy = Schedule([Loss("payments", probability=1.0, start=0.5, duration=0.3)])
+    result = explore(SMALL, [charged_twice], seeds=range(2), schedules=[calm, lossy], workers=1, shrink=False)
+    assert result.runs == 2
+
+
+def test_hypothesis_strategies_search_and_shrink() -> None:
+    """With a Hypothesis strategy for schedules, Hypothesis finds a double charge and shrinks it."""
+    strategy = schedules(["orders", "payments"], kinds=("delay",), max_faults=2, within=1.0, duration=(0.3, 1.0))
+    found = explore(SMALL, [charged_twice], seeds=range(3), schedules=strategy, shrink_budget=3.0)
+    assert isinstance(found, Counterexample)
+    assert 1 <= len(found.schedule) <= 2
+    assert not charged_twice(found.replay().world)
+
+
+def test_bad_arguments_are_refused_with_what_to_do() -> None:
+    """A wrong scenario, invariant list, seed list or schedules raises InvalidParameterError."""
+    with pytest.raises(sandbox.InvalidParameterError, match="Scenario"):
+        explore(order_system.build_world, [charged_twice])
+    with pytest.raises(sandbox.InvalidParameterError, match="invariants"):
+        explore(SMALL, [])
+    with pytest.raises(sandbox.BadSeedError):
+        explore(SMALL, [charged_twice], seeds=[-1])
+    with pytest.raises(sandbox.InvalidParameterError, match="schedules"):
+        explore(SMALL, [charged_twice], schedules="partition")
+    with pytest.raises(sandbox.InvalidParameterError, match="no workload knob 'customers'"):
+        SMALL.run(1, customers=2)
+    with pytest.raises(sandbox.InvalidParameterError, match="schedules"):
+        explore(SMALL, [charged_twice], schedules=[Delay("orders")], workers=1)
+
+
+def test_strategies_refuse_bad_knobs() -> None:
+    """Strategies check their arguments when made, not deep inside a run."""
+    with pytest.raises(sandbox.InvalidParameterError, match="kind 'meteor'"):
+        schedules(["orders"], kinds=("meteor",))
+    with pytest.raises(sandbox.InvalidParameterError, match="needs databases"):
+        schedules(["orders"], kinds=("slow",))
+    with pytest.raises(sandbox.InvalidParameterError, match="min_faults"):
+        schedules(["orders"], min_faults=3, max_faults=1)
+    assert isinstance(schedules(["orders"]), st.SearchStrategy)
