@@ -189,15 +189,25 @@ class Network:
         self._add(_Partition(frozenset(a), frozenset(b), one_way))
         self.world.record("net.partition", tuple(a), tuple(b), one_way)
 
-    def cut(self, side_a: Iterable[str], side_b: Iterable[str] | None, *, one_way: bool = False, on_drop: Callable[[], None] | None = None) -> object:
+    def cut(
+        self,
+        side_a: Iterable[str],
+        side_b: Iterable[str] | None,
+        *,
+        one_way: bool = False,
+        inbound: bool = False,
+        on_drop: Callable[[], None] | None = None,
+    ) -> object:
         """Add one partition (``side_b`` None: everyone else) and return a handle for ``uncut``.
 
-        The fault injector uses this so that healing one fault leaves the others in
-        place; ``on_drop()`` is called for each message the cut drops.
+        With ``one_way`` only ``side_a -> side_b`` is cut, or only ``side_b -> side_a``
+        if also ``inbound``. The fault injector uses this so that healing one fault
+        leaves the others in place (``heal()`` leaves these to their faults);
+        ``on_drop()`` is called for each message the cut drops.
         """
         a = frozenset(self.world._expand(side_a))
         b = None if side_b is None else frozenset(self.world._expand(side_b))
-        partition = _Partition(a, b, one_way, on_drop)
+        partition = _Partition(a, b, one_way, on_drop, inbound, fault=True)
         self._add(partition)
         return partition
 
@@ -251,10 +261,11 @@ class Network:
                 link.state.cut = True
 
     def heal(self) -> None:
-        """Remove every partition; links keep their other settings (fault rules are healed by their faults)."""
-        self._partitions.clear()
-        for link in self._links.values():
-            link.state.cut = False
+        """Remove every partition made with ``partition`` / ``isolate``; links keep their other
+        settings. A fault schedule's partitions and rules heal with their faults."""
+        self._partitions = [p for p in self._partitions if p.fault]
+        for (src, dst), link in self._links.items():
+            link.state.cut = self._is_cut(src, dst)
         self.world.record("net.heal")
 
     @property
@@ -407,18 +418,30 @@ class LinkRule:
 class _Partition:
     """A cut between side ``a`` and side ``b`` (None: every node not in ``a``)."""
 
-    __slots__ = ("a", "b", "one_way", "on_drop")
+    __slots__ = ("a", "b", "one_way", "on_drop", "inbound", "fault")
 
-    def __init__(self, a: frozenset[str], b: frozenset[str] | None, one_way: bool, on_drop: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        a: frozenset[str],
+        b: frozenset[str] | None,
+        one_way: bool,
+        on_drop: Callable[[], None] | None = None,
+        inbound: bool = False,
+        fault: bool = False,
+    ) -> None:
         self.a = a
         self.b = b
         self.one_way = one_way
         self.on_drop = on_drop
+        self.inbound = inbound  # one way only: side b -> side a is cut (not a -> b)
+        self.fault = fault  # made by a fault schedule: healed by its fault, not by heal()
 
     def _side_b(self, name: str) -> bool:
         return name not in self.a if self.b is None else name in self.b
 
     def cuts(self, src: str, dst: str) -> bool:
+        if self.inbound:
+            src, dst = dst, src
         if src in self.a and self._side_b(dst):
             return True
         return not self.one_way and dst in self.a and self._side_b(src)

@@ -368,6 +368,7 @@ class World:
         Raises:
             InvalidParameterError: a name that is no node, database or consumer group of
                 this world, a fault starting in the past, or a second schedule.
+            WorldFinishedError: the world already ran to completion.
         """
         from .faults import Chaos
 

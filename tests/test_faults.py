@@ -352,6 +352,40 @@ def test_user_partitions_are_not_healed_by_the_schedule():
     assert all(reached(world, "a", "c")[2])
 
 
+def test_a_manual_heal_leaves_the_schedules_partitions_in_place():
+    """world.network.heal() removes the partitions made by hand, not those of a fault still in force."""
+    world = mesh("a", "b", "c")
+    world.network.partition(["a"], ["b"])
+    world.inject(Schedule([Partition("a", "c", start=0.1, duration=0.8)]))
+    world.run(until=0.2)
+    world.network.heal()
+    assert not world.network.link("a", "b").cut
+    assert world.network.link("a", "c").cut
+    world.run(until=1.0)
+    assert not world.network.link("a", "c").cut
+
+
+def test_partition_from_everyone_also_cuts_nodes_added_during_it():
+    """Partition(a, direction="from") with no peer cuts a node that joins while it is in force."""
+    world = mesh("a", "b")
+    world.inject(Schedule([Partition("a", direction="from", start=0.1, duration=0.5)]))
+    world.run(until=0.2)
+    steady(world, "late", "http://a/ping", until=0.5, every=0.05, timeout=0.03)
+    world.run(until=0.55)
+    assert [done for _t, done, _v in outcomes(world, "late")] and all(
+        done == "info" for _t, done, _v in outcomes(world, "late")
+    )
+    assert ("late", "a-0") in cut_pairs(world)
+
+
+@pytest.mark.parametrize("fault", [Partition("a", "a"), Partition(["a", "b"], "b"), Delay("a", peer="a")])
+def test_a_target_overlapping_its_peer_is_refused(fault):
+    """A node cannot be on both sides of a link fault: inject() says which nodes overlap."""
+    world = mesh("a", "b")
+    with pytest.raises(sandbox.InvalidParameterError, match="overlap on"):
+        world.inject(Schedule([fault]))
+
+
 # --- link faults ------------------------------------------------------------------------
 
 

@@ -167,11 +167,14 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
 
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            batch = max(workers * 2, 8)
-            for at in range(0, len(jobs), batch):
-                for result in pool.map(_run_job, jobs[at : at + batch], chunksize=1):
-                    absorb(result)
+            # Every seed is queued at once; results are read in seed order, so the first failure
+            # read is the first in seed order, and the seeds after it are cancelled.
+            futures = [pool.submit(_run_job, job) for job in jobs]
+            for future in futures:
+                absorb(future.result())
                 if first is not None:
+                    for later in futures:
+                        later.cancel()
                     break
     unexercised = [m for m in seen if m not in held]
     if first is None:

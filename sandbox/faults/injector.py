@@ -127,9 +127,14 @@ class Chaos:
                     f"inject the schedule before running the world, or start the fault later"
                 )
             try:
-                self._candidates(fault)
+                candidates = self._candidates(fault)
                 if isinstance(fault, (LinkFault, Partition)) and fault.peer is not None:
-                    world._expand(fault.peer)
+                    overlap = sorted(set(candidates) & set(world._expand(fault.peer)))
+                    if overlap:
+                        raise InvalidParameterError(
+                            f"target and peer overlap on {overlap!r}: a node cannot be on both sides; "
+                            f"name different services or replicas"
+                        )
             except SandboxError as exc:
                 raise InvalidParameterError(f"fault {i} {fault!r}: {exc}") from None
         self.active = [_Active(i, f) for i, f in enumerate(schedule)]
@@ -262,10 +267,10 @@ class Chaos:
         act.counters.append(rule)
         act.undo.append(lambda: network.remove_rule(rule))
 
-    def _cut(self, act: _Active, side_a: list[str], side_b: list[str] | None, one_way: bool) -> None:
+    def _cut(self, act: _Active, side_a: list[str], side_b: list[str] | None, one_way: bool, inbound: bool = False) -> None:
         counter = _Counter()
         network = self.world.network
-        handle = network.cut(side_a, side_b, one_way=one_way, on_drop=counter.hit)
+        handle = network.cut(side_a, side_b, one_way=one_way, inbound=inbound, on_drop=counter.hit)
         act.counters.append(counter)
         act.undo.append(lambda: network.uncut(handle))
 
@@ -277,17 +282,7 @@ class Chaos:
         other = ",".join(peers) if peers is not None else "all"
         arrow = {"both": "|", "to": "-x->", "from": "<-x-"}[fault.direction]
         act.label = f"partition {','.join(nodes)} {arrow} {other}"
-        if fault.direction == "from":
-            if peers is None:
-                self._cut_from_everyone(act, nodes)
-            else:
-                self._cut(act, peers, nodes, one_way=True)
-        else:
-            self._cut(act, nodes, peers, one_way=fault.direction == "to")
-
-    def _cut_from_everyone(self, act: _Active, nodes: list[str]) -> None:
-        others = [n for n in self.world.nodes if n not in nodes]
-        self._cut(act, others, nodes, one_way=True)
+        self._cut(act, nodes, peers, one_way=fault.direction != "both", inbound=fault.direction == "from")
 
     def _isolate(self, act: _Active, nodes: list[str]) -> None:
         act.label = f"isolate {','.join(nodes)}"

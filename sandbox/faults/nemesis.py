@@ -152,7 +152,8 @@ def draw_fault(kind: str, rng: Any, targets: Targets, start: float, duration: fl
     if kind == "pause":
         return Pause(_one(rng, targets.nodes), **when)
     if kind == "clock-skew":
-        return ClockSkew(_one(rng, targets.nodes), offset=_ms(rng.uniform(-5, 5)), drift=round(rng.uniform(-0.01, 0.01), 4), **when)
+        offset = _ms(rng.uniform(-5, 5)) or 0.001  # never a skew of nothing
+        return ClockSkew(_one(rng, targets.nodes), offset=offset, drift=round(rng.uniform(-0.01, 0.01), 4), **when)
     if kind == "slow":
         return SlowStorage(_one(rng, targets.databases), latency=_ms(rng.uniform(0.05, 0.5)), **when)
     if kind == "timeout":
