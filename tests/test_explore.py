@@ -169,3 +169,14 @@ def test_strategies_refuse_bad_knobs() -> None:
     with pytest.raises(sandbox.InvalidParameterError, match="min_faults"):
         schedules(["orders"], min_faults=3, max_faults=1)
     assert isinstance(schedules(["orders"]), st.SearchStrategy)
+
+
+def test_passed_reports_which_faults_acted_and_which_recovery_paths_ran() -> None:
+    """A green exploration says how many scheduled faults acted and which recovery paths the runs took."""
+    from sandbox.faults import Kill
+
+    result = explore(SMALL, [charged_twice], seeds=range(2), schedules=Schedule([Kill("inventory", start=0.6)]), workers=1)
+    assert isinstance(result, Passed)
+    assert result.faults == (2, 2)
+    assert dict(result.recovery)["nodes restarted"] == 2
+    assert "2 of 2 scheduled faults acted" in str(result)

@@ -135,7 +135,11 @@ class Passed:
     seeds: tuple[int, ...]
     undecided: tuple[tuple[int, Verdict], ...]
     seconds: float
-    never_fired: tuple[str, ...] = ()
+    #: (faults that acted, faults scheduled), over every run
+    faults: tuple[int, int] = (0, 0)
+    #: recovery paths taken, over every run (see ``sandbox.faults.coverage``)
+    recovery: tuple[tuple[str, int], ...] = ()
+    #: ``sometimes`` / ``reachable`` assertions that never held in any run
     unexercised: tuple[str, ...] = ()
 
     found = False
@@ -147,6 +151,11 @@ class Passed:
     def __str__(self) -> str:
         span = f"seeds {self.seeds[0]}..{self.seeds[-1]}" if self.seeds else "no seeds"
         lines = [f"No counterexample - {self.scenario.name} - {self.runs} runs ({span}), {self.seconds:.1f} s"]
+        fired, total = self.faults
+        if total:
+            lines.append(f"Faults: {fired} of {total} scheduled faults acted")
+        if self.recovery:
+            lines.append("Recovery paths taken: " + ", ".join(f"{name} {n}" for name, n in self.recovery))
         if self.undecided:
             lines.append(f"But {len(self.undecided)} runs were undecided (UNKNOWN is not a pass):")
             lines += [f"  seed {seed}: {v.invariant}: {v.summary}" for seed, v in self.undecided[:5]]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .._streams import check_seed
 from ..checkers.invariants import _FACTORIES
 from ..checkers.verdict import Outcome, Verdict
 from ..errors import InvalidParameterError
+from ..faults.coverage import coverage
 from ..faults.specs import Schedule
 from .counterexample import Counterexample, Passed
 from .scenario import Invariant, Scenario, _first_failure
@@ -103,9 +106,13 @@ def explore(
     jobs = [(i, seed, _schedule_for(schedules, i, seed)) for i, seed in enumerate(seed_list)]
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
-    failing, undecided, runs, unexercised = _search(scenario, invariants, jobs, workers)
+    failing, summary = _search(scenario, invariants, jobs, workers)
+    runs = summary.runs
     if failing is None:
-        return Passed(scenario, runs, tuple(seed_list), tuple(undecided), time.perf_counter() - started, (), tuple(unexercised))
+        return Passed(
+            scenario, runs, tuple(seed_list), summary.undecided, time.perf_counter() - started,
+            summary.faults, summary.recovery, summary.unexercised,
+        )
     seed, schedule, verdict = failing
     original = schedule
     workload = dict(scenario.workload)
@@ -120,41 +127,48 @@ def explore(
     )
 
 
-# Seeds are checked in batches; each worker process runs its share and reports the first failure.
+# Each worker process runs its share of the seeds and reports, per seed, what the search needs.
 _WORK: dict[str, Any] = {}
 
 
-def _run_job(job: tuple[int, int, Schedule]) -> tuple[int, int, str | None, list[tuple[int, Verdict]], list[str]]:
+@dataclass(frozen=True)
+class _Outcome:
+    index: int
+    seed: int
+    failed: str | None  # the first broken invariant's name
+    unknown: tuple[tuple[int, Verdict], ...]
+    held: tuple[str, ...]  # sometimes / reachable assertions that held
+    seen: tuple[str, ...]  # every such assertion met
+    fired: int  # faults of the schedule that acted
+    faults: int  # faults of the schedule
+    recovery: tuple[tuple[str, int], ...]
+
+
+def _run_job(job: tuple[int, int, Schedule]) -> _Outcome:
     scenario, invariants = _WORK["scenario"], _WORK["invariants"]
     index, seed, schedule = job
     run = scenario.run(seed, schedule)
     verdicts = run.check(invariants)
     failed = _first_failure(verdicts)
-    unknown = [(seed, v) for v in verdicts if v.outcome is Outcome.UNKNOWN]
-    held = [m for m, a in run.world.assertions.items() if a.held]
-    seen = list(run.world.assertions)
-    return index, seed, (None if failed is None else failed.invariant), unknown, [*held, "\0", *seen]
+    report = coverage(run.world)
+    return _Outcome(
+        index, seed, None if failed is None else failed.invariant,
+        tuple((seed, v) for v in verdicts if v.outcome is Outcome.UNKNOWN),
+        tuple(a.message for a in report.assertions if a.held), tuple(a.message for a in report.assertions),
+        len(report.fired), len(schedule), report.recovery,
+    )
 
 
 def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers: int) -> tuple:
     _WORK["scenario"], _WORK["invariants"] = scenario, invariants
-    undecided: list[tuple[int, Verdict]] = []
-    held: set[str] = set()
-    seen: dict[str, None] = {}
-    runs = 0
+    outcomes: list[_Outcome] = []
     first: int | None = None
 
-    def absorb(result: tuple) -> None:
-        nonlocal runs, first
-        index, _seed, failed, unknown, names = result
-        runs += 1
-        undecided.extend(unknown)
-        split = names.index("\0")
-        held.update(names[:split])
-        for m in names[split + 1 :]:
-            seen[m] = None
-        if failed is not None and (first is None or index < first):
-            first = index
+    def absorb(outcome: _Outcome) -> None:
+        nonlocal first
+        outcomes.append(outcome)
+        if outcome.failed is not None and (first is None or outcome.index < first):
+            first = outcome.index
 
     if workers <= 1 or len(jobs) < 4:
         for job in jobs:
@@ -176,14 +190,38 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
                     for later in futures:
                         later.cancel()
                     break
-    unexercised = [m for m in seen if m not in held]
+    summary = _Summary.of(outcomes)
     if first is None:
-        return None, undecided, runs, unexercised
+        return None, summary
     _index, seed, schedule = jobs[first]
     run = scenario.run(seed, schedule)  # again, here, for its verdict with the evidence
     verdict = _first_failure(run.check(invariants))
     assert verdict is not None, f"seed {seed} failed in a worker but not here: the scenario is not deterministic"
-    return (seed, schedule, verdict), undecided, runs + 1, unexercised
+    return (seed, schedule, verdict), summary
+
+
+@dataclass(frozen=True)
+class _Summary:
+    runs: int
+    undecided: tuple[tuple[int, Verdict], ...]
+    unexercised: tuple[str, ...]
+    faults: tuple[int, int]
+    recovery: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, outcomes: list[_Outcome]) -> _Summary:
+        held = {m for o in outcomes for m in o.held}
+        seen = dict.fromkeys(m for o in outcomes for m in o.seen)
+        paths: Counter[str] = Counter()
+        for o in outcomes:
+            paths.update(dict(o.recovery))
+        return cls(
+            len(outcomes),
+            tuple(u for o in outcomes for u in o.unknown),
+            tuple(m for m in seen if m not in held),
+            (sum(o.fired for o in outcomes), sum(o.faults for o in outcomes)),
+            tuple(sorted(paths.items())),
+        )
 
 
 def _explore_hypothesis(
