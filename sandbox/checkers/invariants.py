@@ -234,6 +234,9 @@ class _NoDoubleCharge(InvariantBase):
         summary = lines[0]
         if len(lines) > 1:
             summary += f" (and {plural(len(lines) - 1, 'more order')} charged more than once)"
+        # The client operation that placed the first such order, so that pictures can point at it.
+        first = str(doubled[0][0])
+        evidence += [op for op in world.history if first in repr(op.value)][:4]
         return Verdict.failing(self.name, summary, tuple(evidence))
 
 
