@@ -4,6 +4,8 @@ Usage::
 
     dojo run order-system --seed 7          # run a scenario, print what went wrong
     dojo run order-system --seed 7 --no-faults --clients 1
+    dojo explore order-system --find double-charge   # search seeds under faults, shrink, print the replay
+    dojo explore order-system --find negative-stock --seeds 50 --picture broken.png
     dojo course                             # JupyterLab on course/00-start-here.ipynb
     dojo course --no-browser --port 8899    # on a server: open the printed URL yourself
     dojo --version
@@ -123,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-faults", dest="faults", action="store_false", help="a perfect network: the happy path")
     run.add_argument("--tracing", action="store_true", help="record OpenTelemetry spans of every request")
 
+    explore = commands.add_parser(
+        "explore",
+        help="search seeds under a nemesis for a broken invariant, shrink it, print how to replay it",
+        description="Run a scenario over many seeds, each under faults drawn from its seed; stop at the first "
+        "broken invariant, shrink it to the fewest faults and the smallest workload, and print it with a "
+        "one-line replay.",
+    )
+    explore.add_argument("scenario", metavar="SCENARIO", help="which scenario: " + ", ".join(SCENARIOS))
+    explore.add_argument("--find", required=True, metavar="INVARIANT",
+                         help="the broken promise to look for (order-system: double-charge, negative-stock, money)")
+    explore.add_argument("--seeds", type=_positive("a number of seeds", 200), default=200,
+                         help="how many seeds to try, from 0 (default 200)")
+    explore.add_argument("--no-faults", dest="faults", action="store_false", help="seeds only, no fault schedule")
+    explore.add_argument("--picture", metavar="FILE", default=None,
+                         help="also draw the counterexample (sequence diagram and faults) to FILE.png or FILE.svg")
+
     course = commands.add_parser(
         "course",
         help="open the course in JupyterLab",
@@ -142,28 +160,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     if args.command == "run":
         return _run(args)
+    if args.command == "explore":
+        return _explore(args)
     if args.command == "course":
         return _course(args)
-    print("dojo: error: choose a command: `dojo run SCENARIO` or `dojo course` (see `dojo --help`)", file=sys.stderr)
+    print(
+        "dojo: error: choose a command: `dojo run SCENARIO`, `dojo explore SCENARIO --find ...` or `dojo course` "
+        "(see `dojo --help`)",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _unknown(command: str, what: str, name: str, known: Sequence[str]) -> int:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    print(f"dojo {command}: error: unknown {what} {name!r}; known: {', '.join(known)}{hint}", file=sys.stderr)
     return 2
 
 
 def _run(args: argparse.Namespace) -> int:
     scenario = SCENARIOS.get(args.scenario)
     if scenario is None:
-        close = difflib.get_close_matches(args.scenario, SCENARIOS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        print(
-            f"dojo run: error: unknown scenario {args.scenario!r}; known scenarios: {', '.join(SCENARIOS)}{hint}",
-            file=sys.stderr,
-        )
-        return 2
+        return _unknown("run", "scenario", args.scenario, list(SCENARIOS))
     try:
         report = scenario.run(seed=args.seed, clients=args.clients, faults=args.faults, tracing=args.tracing)
     except SandboxError as exc:
         print(f"dojo run: error: {exc}", file=sys.stderr)
         return 2
     print(report)
+    return 0
+
+
+def _explore(args: argparse.Namespace) -> int:
+    if args.scenario not in SCENARIOS:
+        return _unknown("explore", "scenario", args.scenario, list(SCENARIOS))
+    from .examples import order_system
+    from .explore import Counterexample, explore
+
+    invariants = order_system.invariants()
+    if args.find not in invariants:
+        return _unknown("explore", "invariant", args.find, list(invariants))
+    if args.picture is not None and Path(args.picture).suffix.lower() not in (".png", ".svg"):
+        print(f"dojo explore: error: --picture {args.picture!r}: name a .png or .svg file", file=sys.stderr)
+        return 2
+    schedules = order_system.nemesis if args.faults else None
+    print(f"Exploring {args.scenario}: seeds 0..{args.seeds - 1}, looking for {args.find} ...", flush=True)
+    result = explore(order_system.scenario, [invariants[args.find]], seeds=range(args.seeds), schedules=schedules)
+    print(result)
+    if isinstance(result, Counterexample) and args.picture is not None:
+        from . import viz
+
+        viz.save(result.picture(), args.picture)
+        print(f"Picture: {args.picture}")
     return 0
 
 

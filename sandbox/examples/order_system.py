@@ -56,7 +56,15 @@ from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 import sandbox
+from sandbox.checkers import (
+    Invariant,
+    money_conserved,
+    no_double_charge,
+    stock_never_negative,
+)
 from sandbox.explore import Scenario
+from sandbox.faults import Schedule
+from sandbox.faults import nemesis as draw_nemesis
 
 SCENARIO = "order-system"
 
@@ -392,6 +400,22 @@ def build_calm_world(seed: int, *, clients: int = 8, orders_per_client: int = 5)
 #: The order system as a scenario to explore under fault schedules (``sandbox.explore``):
 #: a calm network, eight customers placing five orders each; shrinking tries fewer.
 scenario = Scenario(SCENARIO, build_calm_world, {"clients": 8, "orders_per_client": 5}, settle=SETTLE_TIME, limit=MAX_TIME)
+
+
+def nemesis(seed: int) -> Schedule:
+    """The faults ``dojo explore order-system`` draws for ``seed``: three of delay, loss,
+    duplicate, partition, kill and pause, between orders, payments and inventory, in the first
+    three seconds (while the customers shop)."""
+    return draw_nemesis(seed, ["orders", "payments", "inventory"], count=3, within=3.0, duration=(0.2, 1.5))
+
+
+def invariants() -> dict[str, Invariant]:
+    """The promises the order system breaks, by the name ``dojo explore --find`` knows them by."""
+    return {
+        "double-charge": no_double_charge(),
+        "negative-stock": stock_never_negative(),
+        "money": money_conserved(),
+    }
 
 
 def add_network_trouble(world: sandbox.World) -> None:
