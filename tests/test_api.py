@@ -62,3 +62,22 @@ def test_a_dropped_world_does_not_break_later_parsing():
     finally:
         gc.enable()
     assert isinstance(ast.parse(source), ast.Module)
+
+
+SUBMODULES = ("sandbox.faults", "sandbox.checkers", "sandbox.explore", "sandbox.strategies", "sandbox.viz")
+
+
+@pytest.mark.parametrize("name", SUBMODULES)
+def test_documented_submodules_keep_an_honest_all(name: str) -> None:
+    """Each documented submodule lists every public name once, each exists and has a docstring."""
+    import importlib
+
+    module = importlib.import_module(name)
+    names = module.__all__
+    assert len(names) == len(set(names))
+    assert [n for n in names if not hasattr(module, n)] == []
+    undocumented = [
+        n for n in names
+        if not isinstance(getattr(module, n), (dict, tuple, str)) and not (getattr(module, n).__doc__ or "").strip()
+    ]
+    assert undocumented == []

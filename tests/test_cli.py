@@ -117,3 +117,30 @@ def test_course_outside_a_checkout_says_where_to_run_it(
     monkeypatch.setattr(cli, "find_repository", lambda start=None: None)
     assert cli.main(["course"]) == 1
     assert "inside a checkout" in capsys.readouterr().err
+
+
+def test_explore_finds_shrinks_and_prints_the_replay(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`dojo explore order-system --find negative-stock` prints a shrunk counterexample, its replay line and a picture."""
+    picture = tmp_path / "broken.png"
+    assert cli.main(["explore", "order-system", "--find", "negative-stock", "--seeds", "5", "--picture", str(picture)]) == 0
+    out = capsys.readouterr().out
+    assert "Counterexample - order-system - seed" in out
+    assert "stock_never_negative()" in out and "went to qty -" in out
+    assert "Replay:  from sandbox.examples.order_system import scenario; scenario.replay(" in out
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explore", "order-system", "--find", "double"], "unknown invariant 'double'"),
+        (["explore", "order-sistem", "--find", "double-charge"], "unknown scenario 'order-sistem'"),
+        (["explore", "order-system", "--find", "money", "--picture", "out.jpg"], "name a .png or .svg file"),
+        (["explore", "order-system", "--find", "money", "--seeds", "0"], "argument --seeds: 0 is too small"),
+    ],
+)
+def test_explore_refuses_bad_arguments_in_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad scenario, invariant, picture name or seed count exits 2 with one line on stderr."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -31,8 +31,8 @@ Hypothesis searches and shrinks on its own.
 from __future__ import annotations
 
 from .counterexample import Counterexample, Passed
-from .scenario import Invariant, Run, Scenario
+from .scenario import Run, Scenario
 from .search import explore
 from .shrinking import shrink
 
-__all__ = ["Scenario", "Run", "Invariant", "Counterexample", "Passed", "explore", "shrink"]
+__all__ = ["Scenario", "Run", "Counterexample", "Passed", "explore", "shrink"]

@@ -7,13 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._streams import check_seed
+from ..checkers._common import Invariant
 from ..checkers.invariants import check
 from ..checkers.verdict import Outcome, Verdict
 from ..errors import InvalidParameterError
 from ..faults.specs import Schedule
 from ..world import World
-
-Invariant = Callable[[World], Verdict]
 
 
 @dataclass(frozen=True)
