@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,13 +107,15 @@ class Counterexample:
             f"<p>Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):</p>",
             f"<pre>{escape(str(self.schedule))}</pre>",
             f"<p>Workload: {escape(', '.join(f'{k}={n}' for k, n in self.workload.items()) or 'as built')}</p>",
-            f"<p>Replay:</p><pre>{escape(self.snippet)}</pre>",
+            f"<p>Replay (paste it to run the same story again):</p>"
+            f"<pre style='white-space:pre-wrap; word-break:break-all'>{escape(self.snippet)}</pre>",
         ]
         try:
             from .. import viz
 
             figure = viz.counterexample_figure(self.world, highlight=self.verdict)
-            parts.append(viz.to_svg(figure))
+            png = base64.b64encode(viz.to_png(figure)).decode("ascii")
+            parts.append(f"<img alt='sequence diagram and faults' style='max-width:100%' src='data:image/png;base64,{png}'>")
         except Exception as exc:  # pictures are a bonus: never hide the counterexample
             parts.append(f"<p><i>(no picture: {escape(type(exc).__name__)}: {escape(str(exc))})</i></p>")
         parts.append("</div>")
