@@ -595,3 +595,12 @@ def shop() -> sandbox.World:
 
     world = order_system.build_world(2, clients=1, orders_per_client=1, faults=False)
     return order_system.run_to_completion(world)
+
+
+def test_the_stepper_says_when_no_trouble_lies_ahead():
+    """In a calm run the "next trouble" button is disabled and says there is none, instead of doing nothing."""
+    world = sandbox.World(seed=1)
+    world.run(until=1.0)
+    widget = viz.stepper(world)
+    assert widget.next_trouble.disabled
+    assert widget.next_trouble.description == "no trouble ahead"

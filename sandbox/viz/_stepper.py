@@ -70,6 +70,9 @@ class Stepper(widgets.VBox):
     def _render(self) -> None:
         self.state = state_at(self.world, self.time)
         self.view.value = render_state(self.state, step=self.slider.value, steps=len(self.times))
+        ahead = any(t > self.time for t in self.trouble)
+        self.next_trouble.disabled = not ahead  # say so, rather than a button that does nothing
+        self.next_trouble.description = "next trouble >>" if ahead else "no trouble ahead"
 
 
 def render_state(state: RunState, *, step: int | None = None, steps: int | None = None) -> str:
