@@ -53,6 +53,10 @@ BROKER_NODE = "kafka"
 DEFAULT_PARTITIONS = 3
 
 
+#: How long a consumer waits for the answer to one poll before it polls again.
+POLL_TIMEOUT = 2.0
+
+
 class Message(BaseModel):
     """One message as a consumer handler receives it."""
 
@@ -129,6 +133,21 @@ class _Group:
     generation: int = 0
 
 
+class _Waiter:
+    """A held poll: answered once, by a new record or by its max_wait, whichever comes first."""
+
+    __slots__ = ("answer", "done")
+
+    def __init__(self, answer: Callable[[], None]) -> None:
+        self.answer = answer
+        self.done = False
+
+    def fire(self) -> None:
+        if not self.done:
+            self.done = True
+            self.answer()
+
+
 @dataclass(frozen=True)
 class Subscription:
     """A consumer declared on an app: topic, group, and the hidden route of its handler."""
@@ -139,6 +158,7 @@ class Subscription:
     poll_interval: float
     max_records: int
     retry_backoff: float
+    max_wait: float = 0.5
 
 
 class Broker(Node):
@@ -157,6 +177,7 @@ class Broker(Node):
         self._groups: dict[str, _Group] = {}
         self._rr: dict[str, int] = {}
         self._seen: set[tuple[str, int, int]] = set()
+        self._waiting: dict[str, list[_Waiter]] = {}  # polls held until their topic gets a record
         self._rng = world.streams["broker"]
         #: Redelivery faults in force: (groups, probability, counter) each (see sandbox.faults).
         self.commit_faults: list[Any] = []
@@ -226,6 +247,7 @@ class Broker(Node):
     # --- node life ----------------------------------------------------------------
 
     def on_crash(self) -> None:
+        self._waiting.clear()  # held polls die with the broker; their consumers time out and poll again
         for g in self._groups.values():  # the log and the committed offsets are durable
             g.members.clear()
             g.owners.clear()
@@ -277,35 +299,56 @@ class Broker(Node):
             parts[p].append(_Record(offset, key, value, headers, timestamp))
             self.world.record("broker.append", topic, p, offset, key)
             self.reply(caller, caller_epoch, msg_id, RecordMetadata(topic, p, offset), "broker.ack")
+            self._wake(topic)
 
         self._later(append)
 
     def handle_poll(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple) -> None:
         if not self._first_time(caller, caller_epoch, msg_id):
             return
-        def poll() -> None:
-            group_name, member, topic, max_records, positions = request
-            g = self._groups.get(group_name)
-            if g is None:
-                g = self._groups[group_name] = _Group(group_name)
-            g.members.setdefault(topic, {})[member] = self.env.now
-            self._assign(g, topic)
-            wanted = dict(positions)
-            assigned: list[tuple[int, int]] = []
-            batch: list[tuple[int, _Record]] = []
-            for p, records in enumerate(self._topics.get(topic, [])):
-                if g.owners.get((topic, p)) != member:
-                    continue
-                committed = g.committed.get((topic, p), 0)
-                assigned.append((p, committed))
-                # As in Kafka, the consumer says where to read from: a lost reply loses nothing.
-                start = wanted.get(p, committed)
-                batch.extend((p, r) for r in records[start : start + max_records])
-            for p, r in batch:
-                self.world.record("broker.deliver", group_name, member, topic, p, r.offset)
-            self.reply(caller, caller_epoch, msg_id, (g.generation, tuple(assigned), batch), "broker.records")
+        self._later(lambda: self._poll(caller, caller_epoch, msg_id, request, held=False))
 
-        self._later(poll)
+    def _poll(self, caller: Node, caller_epoch: int, msg_id: int, request: tuple, *, held: bool) -> None:
+        group_name, member, topic, max_records, positions, max_wait = request
+        g = self._groups.get(group_name)
+        if g is None:
+            g = self._groups[group_name] = _Group(group_name)
+        g.members.setdefault(topic, {})[member] = self.env.now
+        self._assign(g, topic)
+        wanted = dict(positions)
+        assigned: list[tuple[int, int]] = []
+        batch: list[tuple[int, _Record]] = []
+        for p, records in enumerate(self._topics.get(topic, [])):
+            if g.owners.get((topic, p)) != member:
+                continue
+            committed = g.committed.get((topic, p), 0)
+            assigned.append((p, committed))
+            # As in Kafka, the consumer says where to read from: a lost reply loses nothing.
+            start = wanted.get(p, committed)
+            batch.extend((p, r) for r in records[start : start + max_records])
+        if not batch and max_wait and not held:
+            # Long polling (Kafka's fetch.max.wait.ms): hold an empty poll until the topic gets
+            # a record or max_wait passes, instead of answering "nothing" at once.
+            self._hold(topic, max_wait, lambda: self._poll(caller, caller_epoch, msg_id, request, held=True))
+            return
+        for p, r in batch:
+            self.world.record("broker.deliver", group_name, member, topic, p, r.offset)
+        self.reply(caller, caller_epoch, msg_id, (g.generation, tuple(assigned), batch), "broker.records")
+
+    def _hold(self, topic: str, max_wait: float, answer: Callable[[], None]) -> None:
+        epoch = self.epoch
+        waiter = _Waiter(answer)
+        self._waiting.setdefault(topic, []).append(waiter)
+
+        def expire(_event: Any) -> None:
+            if self.alive and self.epoch == epoch:
+                self.when_running(waiter.fire)
+
+        Timeout(self.env, max_wait).callbacks.append(expire)
+
+    def _wake(self, topic: str) -> None:
+        for waiter in self._waiting.pop(topic, ()):
+            waiter.fire()
 
     def _assign(self, g: _Group, topic: str) -> None:
         now = self.env.now
@@ -446,6 +489,7 @@ def consumer(
     poll_interval: float = 0.05,
     max_records: int = 10,
     retry_backoff: float = 0.1,
+    max_wait: float = 0.5,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a consumer of ``topic`` in consumer group ``group`` on a FastAPI app.
 
@@ -453,6 +497,11 @@ def consumer(
     delivered message (at least once: see the module docstring). It may use
     ``Depends`` like an endpoint. Returning commits the message's offset; raising
     leaves it uncommitted, and it is delivered again after ``retry_backoff`` seconds.
+
+    Polls are long polls, as Kafka's (``fetch.max.wait.ms``): the broker holds a poll
+    that finds nothing for up to ``max_wait`` seconds and answers as soon as a record
+    arrives (0: answer at once, and poll again every ``poll_interval`` seconds). After
+    a failed poll (the broker is down or unreachable) the consumer waits ``poll_interval``.
     """
     check_name(group, "consumer group")
     check_topic(topic)
@@ -461,6 +510,11 @@ def consumer(
             raise InvalidParameterError(f"{name}={value!r}: use a number of seconds > 0")
     if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
         raise InvalidParameterError(f"max_records={max_records!r}: use a whole number >= 1")
+    if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not 0 <= max_wait <= POLL_TIMEOUT / 2:
+        raise InvalidParameterError(
+            f"max_wait={max_wait!r}: use a number of seconds from 0 to {POLL_TIMEOUT / 2:g} (the broker holds an empty "
+            f"poll that long; the consumer gives up on a poll after {POLL_TIMEOUT:g} s)"
+        )
 
     def register(handler: Callable[..., Any]) -> Callable[..., Any]:
         path = f"/_chaos_dojo/consumers/{group}/{topic}"
@@ -468,7 +522,7 @@ def consumer(
         subs = getattr(app.state, "chaos_dojo_consumers", None)
         if subs is None:
             subs = app.state.chaos_dojo_consumers = []
-        subs.append(Subscription(topic, group, path, float(poll_interval), max_records, float(retry_backoff)))
+        subs.append(Subscription(topic, group, path, float(poll_interval), max_records, float(retry_backoff), float(max_wait)))
         return handler
 
     return register
@@ -500,10 +554,10 @@ async def _consume(instance: Instance, sub: Subscription) -> None:
     positions: dict[int, int] = {}
     generation = -1
     while True:
-        request = (sub.group, member, sub.topic, sub.max_records, tuple(sorted(positions.items())))
+        request = (sub.group, member, sub.topic, sub.max_records, tuple(sorted(positions.items())), sub.max_wait)
         try:
             polled_generation, assigned, batch = await instance.call(
-                broker, broker.handle_poll, request, "broker.poll", 2.0, "poll"
+                broker, broker.handle_poll, request, "broker.poll", POLL_TIMEOUT, "poll"
             )
         except SimulatedFailure:
             await sleep(sub.poll_interval)
@@ -517,7 +571,8 @@ async def _consume(instance: Instance, sub: Subscription) -> None:
         else:
             positions = {p: positions.get(p, committed) for p, committed in assigned}
         if not batch:
-            await sleep(sub.poll_interval)
+            if not sub.max_wait:  # a long poll already waited at the broker
+                await sleep(sub.poll_interval)
             continue
         failed = False
         for p, record in batch:

@@ -550,8 +550,8 @@ def test_lost_or_duplicated_poll_traffic_loses_no_message(fault):
     world.run(until=60)
     last_handled = world.recorder.entries("consumer.handle")[-1][0]
     hit = world.recorder.entries("net.duplicate" if fault == "duplicated polls" else "net.drop")
-    polls = ("broker.poll", "broker.records")
-    assert [e for e in hit if e[4] in polls and 1.0 < e[0] < last_handled]  # the fault met the stream
+    consuming = ("broker.poll", "broker.records", "broker.commit", "broker.commit_ack")
+    assert [e for e in hit if e[4] in consuming and 1.0 < e[0] < last_handled]  # the fault met the stream
     assert len(world.broker.messages(TOPIC)) == 30
     assert sorted(world.database(DB).rows("seen")) == list(range(30))
     assert world.broker.lag("tally", TOPIC) == 0
@@ -621,3 +621,51 @@ def test_a_header_that_is_not_latin_1_is_refused_at_send():
     assert "'Zoë ✓'" in out["body"]["message"]
     assert "latin-1" in out["body"]["message"]
     assert world.broker.topics() == []
+
+
+def long_poll_world(max_wait: float) -> sandbox.World:
+    """The shop and one consumer replica whose polls the broker holds up to ``max_wait`` seconds."""
+
+    def waiting_app() -> FastAPI:
+        app = FastAPI()
+
+        @sandbox.consumer(app, TOPIC, group="tally", max_wait=max_wait)
+        async def on_order(message: sandbox.Message, db: sandbox.Database = Depends(sandbox.database(DB))):
+            await db.put("seen", message.value["n"], message.partition)
+
+        return app
+
+    world = sandbox.World(seed=2)
+    world.add_database(DB)
+    world.add_service("shop", shop_app)
+    world.add_service("billing", waiting_app, isolate_module=False)
+    return world
+
+
+def test_an_idle_consumer_long_polls_about_once_per_max_wait():
+    """With nothing to read, the broker holds each poll max_wait seconds: about 2 polls a second at 0.5, 20 at 0."""
+    counts = {}
+    for max_wait in (0.5, 0.0):
+        world = long_poll_world(max_wait)
+        world.run(until=5.0)
+        counts[max_wait] = len([e for e in world.recorder.entries("net.send") if e[4] == "broker.poll"])
+    assert 9 <= counts[0.5] <= 12
+    assert 90 <= counts[0.0] <= 101
+
+
+def test_a_held_poll_is_answered_as_soon_as_a_record_arrives():
+    """A record produced while a poll is held reaches the consumer within a few milliseconds, not at max_wait."""
+    world = long_poll_world(1.0)
+    send(world, {"key": "k", "value": {"n": 1}}, start=2.25)
+    world.run(until=5.0)
+    appended = world.recorder.entries("broker.append")[0][0]
+    handled = world.recorder.entries("consumer.handle")[0][0]
+    assert 0 < handled - appended < 0.01
+
+
+@pytest.mark.parametrize("max_wait", [-0.1, 1.5, True, "0.5"])
+def test_max_wait_out_of_range_is_refused(max_wait):
+    """max_wait must be seconds from 0 to half the poll timeout; the error shows the value."""
+    app = FastAPI()
+    with pytest.raises(sandbox.InvalidParameterError, match=f"max_wait={max_wait!r}"):
+        sandbox.consumer(app, TOPIC, group="tally", max_wait=max_wait)
