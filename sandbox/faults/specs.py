@@ -202,46 +202,42 @@ class Delay(LinkFault):
 
 
 @dataclass(frozen=True, repr=False)
-class Loss(LinkFault):
+class _PerMessage(LinkFault):
+    """A link fault that acts on each message with ``probability``."""
+
+    probability: float = field(default=0.5, kw_only=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "probability", probability("probability", self.probability))
+
+    def _details(self) -> str:
+        return f"{self.probability:.0%}"
+
+
+@dataclass(frozen=True, repr=False)
+class Loss(_PerMessage):
     """NetworkChaos loss: each message on the links is dropped with ``probability``."""
 
     action: ClassVar[str] = "loss"
-    probability: float = field(default=0.5, kw_only=True)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "probability", probability("probability", self.probability))
-
-    def _details(self) -> str:
-        return f"{self.probability:.0%}"
 
 
 @dataclass(frozen=True, repr=False)
-class Duplicate(LinkFault):
+class Duplicate(_PerMessage):
     """NetworkChaos duplicate: each message on the links is delivered twice with ``probability``."""
 
     action: ClassVar[str] = "duplicate"
-    probability: float = field(default=0.5, kw_only=True)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "probability", probability("probability", self.probability))
-
-    def _details(self) -> str:
-        return f"{self.probability:.0%}"
 
 
 @dataclass(frozen=True, repr=False)
-class Reorder(LinkFault):
+class Reorder(_PerMessage):
     """NetworkChaos reorder: with ``probability`` a message is held back ``gap`` seconds, so later ones overtake it."""
 
     action: ClassVar[str] = "reorder"
-    probability: float = field(default=0.5, kw_only=True)
     gap: float = field(default=0.02, kw_only=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "probability", probability("probability", self.probability))
         object.__setattr__(self, "gap", seconds("gap", self.gap, positive=True))
 
     def _details(self) -> str:
