@@ -30,7 +30,7 @@ a Kafka-like broker, drive them with workload clients, and read what happened::
     world.fingerprint()   # the same for seed 7 in every process
 
 Everything public is importable from ``sandbox``; the submodules hold the details.
-Four documented submodules go further: ``sandbox.faults`` (fault schedules and the
+The documented submodules go further: ``sandbox.faults`` (fault schedules and the
 nemesis), ``sandbox.checkers`` (invariants and linearizability), ``sandbox.explore``
 (search seeds and schedules, shrink, replay) with ``sandbox.strategies`` (Hypothesis
 strategies for schedules), and ``sandbox.viz`` (sequence diagrams, trace waterfalls,
