@@ -21,6 +21,7 @@ The hierarchy::
     │   ├── InvalidReplicasError
     │   └── InvalidParameterError
     ├── WorldFinishedError        running a world past its end, or backwards
+    ├── ScenarioError             an explored scenario raised (with its seed and schedule)
     ├── ForeignAwaitError         awaiting something the sandbox does not drive
     ├── LivelockError             service code looping without letting virtual time pass
     └── NotInSandboxError         a sandbox-only call made outside a running world
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidReplicasError",
     "InvalidParameterError",
     "WorldFinishedError",
+    "ScenarioError",
     "ForeignAwaitError",
     "LivelockError",
     "NotInSandboxError",
@@ -95,6 +97,11 @@ class InvalidParameterError(ConfigError):
 
 class WorldFinishedError(SandboxError):
     """The world cannot run to the time asked for (it is already there or past it)."""
+
+
+class ScenarioError(SandboxError):
+    """A scenario being explored raised (its build, or its code outside the services); the message
+    names the seed and the schedule, so that the run can be replayed and debugged."""
 
 
 class ForeignAwaitError(SandboxError):

@@ -84,7 +84,7 @@ def test_the_text_names_seed_invariant_faults_and_replay(double_charge: Countere
 
 def test_explore_finds_negative_stock_without_faults() -> None:
     """Check-then-act in inventory oversells under concurrency alone: no fault is needed."""
-    found = explore(order_system.scenario, [stock_never_negative()], seeds=range(10), workers=1, shrink_budget=8.0)
+    found = explore(order_system.scenario, [stock_never_negative()], seeds=range(10), workers=1)
     assert isinstance(found, Counterexample)
     assert found.invariant == "stock_never_negative()"
     assert len(found.schedule) == 0
@@ -138,7 +138,7 @@ def test_a_fixed_schedule_applies_to_every_seed() -> None:
 def test_hypothesis_strategies_search_and_shrink() -> None:
     """With a Hypothesis strategy for schedules, Hypothesis finds a double charge and shrinks it."""
     strategy = schedules(["orders", "payments"], kinds=("delay",), max_faults=2, within=1.0, duration=(0.3, 1.0))
-    found = explore(SMALL, [charged_twice], seeds=range(3), schedules=strategy, shrink_budget=3.0)
+    found = explore(SMALL, [charged_twice], seeds=range(3), schedules=strategy, shrink_runs=30)
     assert isinstance(found, Counterexample)
     assert 1 <= len(found.schedule) <= 2
     assert not charged_twice(found.replay().world)
@@ -180,3 +180,79 @@ def test_passed_reports_which_faults_acted_and_which_recovery_paths_ran() -> Non
     assert result.faults == (2, 2)
     assert dict(result.recovery)["nodes restarted"] == 2
     assert "2 of 2 scheduled faults acted" in str(result)
+
+
+@pytest.mark.parametrize("runs", [0, 1, 3])
+def test_a_tiny_shrink_budget_still_gives_a_failing_counterexample(runs: int) -> None:
+    """However few runs shrinking may make, explore returns a counterexample that still fails, never an error."""
+    found = explore(order_system.scenario, [no_double_charge()], seeds=range(30), schedules=slow_payments,
+                    workers=1, shrink_runs=runs)
+    assert isinstance(found, Counterexample)
+    assert not no_double_charge()(found.replay().world)
+    assert found.runs <= 1 + 1 + runs + 1  # the first failing seed, its re-run, the budget, the final run
+
+
+def test_the_hypothesis_mode_result_is_one_minimal() -> None:
+    """After Hypothesis shrinks, the greedy pass leaves no fault that could be dropped."""
+    strategy = schedules(["orders", "payments"], kinds=("delay", "duplicate"), max_faults=3, within=1.0, duration=(0.3, 1.0))
+    found = explore(SMALL, [charged_twice], seeds=range(3), schedules=strategy, shrink_runs=40)
+    assert isinstance(found, Counterexample)
+    for i in range(len(found.schedule)):
+        assert charged_twice(SMALL.run(found.seed, found.schedule.without(i), **found.workload).world)
+
+
+def test_a_scenario_that_raises_is_reported_with_its_seed_and_schedule() -> None:
+    """A scenario whose build raises gives a ScenarioError naming the seed and the schedule, not a bare KeyError."""
+
+    def broken(seed: int, *, clients: int = 2) -> sandbox.World:
+        if seed == 2:
+            raise KeyError("boom")
+        return order_system.build_calm_world(seed, clients=clients, orders_per_client=1)
+
+    scenario = Scenario("broken-shop", broken, {"clients": 2})
+    with pytest.raises(sandbox.ScenarioError, match=r"raised KeyError: 'boom' \(seed 2, schedule Schedule\(\[\]\)\)"):
+        explore(scenario, [charged_twice], seeds=range(4), workers=1)
+
+
+def test_shrinking_skips_workloads_the_scenario_refuses() -> None:
+    """A build that refuses small workloads only limits how far shrinking goes; the failure is still reported."""
+
+    def picky(seed: int, *, clients: int = 8, orders_per_client: int = 5) -> sandbox.World:
+        if clients < 3:
+            raise sandbox.InvalidParameterError(f"clients={clients}: this shop needs at least 3")
+        return order_system.build_calm_world(seed, clients=clients, orders_per_client=orders_per_client)
+
+    scenario = Scenario("picky-shop", picky, {"clients": 8, "orders_per_client": 5})
+    found = explore(scenario, [stock_never_negative()], seeds=range(10), workers=1)
+    assert isinstance(found, Counterexample)
+    assert found.workload["clients"] >= 3
+
+
+def test_an_unbound_scenario_replays_by_name() -> None:
+    """A scenario bound to no variable gets a snippet that finds it by name, and the snippet replays it."""
+    found = explore(Scenario("unbound-shop", order_system.build_calm_world, {"clients": 6}), [stock_never_negative()],
+                    seeds=range(10), workers=1, shrink_runs=5)
+    assert isinstance(found, Counterexample)
+    assert "sandbox.explore.scenario_named('unbound-shop')" in found.snippet
+    *setup, call = found.snippet.split("; ")
+    scope: dict = {}
+    exec("; ".join(setup), scope)
+    assert eval(call, scope).fingerprint == found.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("make", "shown"),
+    [
+        (lambda: Scenario("x", order_system.build_calm_world, [("clients", 8)]), "workload=[('clients', 8)]"),
+        (lambda: Scenario("x", order_system.build_calm_world, {"customers": 3}), "knob 'customers' is no parameter"),
+        (lambda: Scenario("x", order_system.build_calm_world, {"clients": 0}), "workload['clients']=0"),
+        (lambda: Scenario("", order_system.build_calm_world), "name=''"),
+        (lambda: explore(SMALL, [charged_twice], workers="2"), "workers='2'"),
+        (lambda: explore(SMALL, [charged_twice], shrink_runs=-1), "shrink_runs=-1"),
+    ],
+)
+def test_bad_scenarios_and_explore_options_are_refused(make, shown: str) -> None:
+    """A malformed scenario or explore option raises InvalidParameterError showing the bad value, before any run."""
+    with pytest.raises(sandbox.InvalidParameterError) as info:
+        make()
+    assert shown in str(info.value)

@@ -31,8 +31,8 @@ Hypothesis searches and shrinks on its own.
 from __future__ import annotations
 
 from .counterexample import Counterexample, Passed
-from .scenario import Run, Scenario
+from .scenario import Run, Scenario, scenario_named
 from .search import explore
 from .shrinking import shrink
 
-__all__ = ["Scenario", "Run", "Counterexample", "Passed", "explore", "shrink"]
+__all__ = ["Scenario", "Run", "Counterexample", "Passed", "explore", "shrink", "scenario_named"]

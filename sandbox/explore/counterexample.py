@@ -69,6 +69,8 @@ class Counterexample:
         if ":" in ref:
             module, attr = ref.split(":")
             return f"{head}from {module} import {attr}; {attr}.replay({', '.join(args)})"
+        if ref.startswith("sandbox.explore."):
+            head += "import sandbox.explore; "
         return f"{head}{ref}.replay({', '.join(args)})"
 
     def __str__(self) -> str:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .._checks import seconds
 from .._streams import check_seed
 from ..checkers._common import Invariant
 from ..checkers.invariants import check
 from ..checkers.verdict import Outcome, Verdict
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, UnknownNameError
 from ..faults.specs import Schedule
 from ..world import World
 
@@ -39,12 +41,31 @@ class Scenario:
     limit: float = 120.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidParameterError(f"name={self.name!r}: name the scenario, e.g. 'order-system'")
         if not callable(self.build):
             raise InvalidParameterError(f"build={self.build!r}: pass the function that builds the world, build(seed, **workload)")
+        if not isinstance(self.workload, Mapping):
+            raise InvalidParameterError(
+                f"workload={self.workload!r}: give a dict of knob -> full size, e.g. {{'clients': 8, 'orders_per_client': 5}}"
+            )
+        try:
+            params = inspect.signature(self.build).parameters
+        except (TypeError, ValueError):  # a builtin or C callable: cannot tell, trust it
+            params = None
+        takes_any = params is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         for knob, size in self.workload.items():
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
                 raise InvalidParameterError(f"workload[{knob!r}]={size!r}: use a whole number >= 1")
+            if not takes_any and knob not in params:  # type: ignore[operator]
+                raise InvalidParameterError(
+                    f"workload knob {knob!r} is no parameter of {getattr(self.build, '__name__', self.build)!r}; "
+                    f"its parameters: {list(params)}"  # type: ignore[arg-type]
+                )
+        for name in ("settle", "limit"):
+            seconds(name, getattr(self, name), positive=name == "limit")
         object.__setattr__(self, "workload", dict(self.workload))
+        _NAMED[self.name] = self
 
     def run(self, seed: int, schedule: Schedule | None = None, **workload: int) -> Run:
         """Build the world for ``seed`` and ``workload`` (default: full size), inject ``schedule``, run it."""
@@ -84,7 +105,27 @@ class Scenario:
             for attr, value in sorted(vars(mod).items()) if mod is not None else ():
                 if value is self:
                     return attr if mod_name == "__main__" else f"{mod_name}:{attr}"
-        return "scenario"
+        return f"sandbox.explore.scenario_named({self.name!r})"
+
+
+#: Every scenario made in this process, by name (the last one of a name wins).
+_NAMED: dict[str, Scenario] = {}
+
+
+def scenario_named(name: str) -> Scenario:
+    """The scenario called ``name`` made in this process: how a replay snippet finds a scenario
+    that is bound to no variable (``sandbox.explore.scenario_named('my-shop').replay(3)``).
+
+    Raises:
+        UnknownNameError: no scenario of that name was made in this process.
+    """
+    found = _NAMED.get(name)
+    if found is None:
+        raise UnknownNameError(
+            f"no scenario named {name!r} in this process; scenarios: {sorted(_NAMED)}. "
+            f"Run the cell (or import the module) that makes it first"
+        )
+    return found
 
 
 @dataclass

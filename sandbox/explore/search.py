@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -12,11 +13,11 @@ from typing import Any
 from .._streams import check_seed
 from ..checkers.invariants import _FACTORIES
 from ..checkers.verdict import Outcome, Verdict
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, ScenarioError
 from ..faults.coverage import coverage
 from ..faults.specs import Schedule
 from .counterexample import Counterexample, Passed
-from .scenario import Invariant, Scenario, _first_failure
+from .scenario import Invariant, Run, Scenario, _first_failure
 from .shrinking import _shrink, _size
 
 
@@ -84,25 +85,36 @@ def explore(
     seeds: Iterable[int] | int = 100,
     schedules: Any = None,
     shrink: bool = True,
-    shrink_budget: float = 12.0,
+    shrink_runs: int = 80,
     workers: int | None = None,
 ) -> Counterexample | Passed:
     """Run ``scenario`` for each seed with its schedule; stop at the first broken invariant and shrink it.
 
     ``workers`` processes share the seeds (default: the machine's cores, up to 4;
-    1 runs in this process); the first violation in *seed order* is the one
-    reported, whatever the number of workers. ``shrink_budget`` bounds the seconds
-    spent shrinking.
+    1 runs in this process; worker processes need the ``fork`` start method, so
+    elsewhere than Linux the seeds run in this process); the first violation in
+    *seed order* is the one reported, whatever the number of workers. Shrinking
+    makes at most ``shrink_runs`` runs: a count, not seconds, so that the
+    counterexample depends on the seed alone, never on the machine's speed.
 
     Returns a ``Counterexample`` (``.found`` True), or ``Passed`` (``.found`` False).
 
     Raises:
-        InvalidParameterError: a bad scenario, invariant list, seed list or schedules.
+        InvalidParameterError: a bad scenario, invariant list, seed list, schedules,
+            ``workers`` or ``shrink_runs``.
+        ScenarioError: the scenario itself raised (its build, or a checker's setup),
+            naming the seed and the schedule so that it can be replayed.
     """
     invariants, seed_list = _check_args(scenario, invariants, seeds, schedules)
+    for name, value, low in (("workers", workers, 1), ("shrink_runs", shrink_runs, 0)):
+        if value is None and name == "workers":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidParameterError(f"{name}={value!r}: use a whole number >= {low}")
+    budget = shrink_runs if shrink else 0
     started = time.perf_counter()
     if _is_strategy(schedules):
-        return _explore_hypothesis(scenario, invariants, seed_list, schedules, started, shrink_budget if shrink else 0.0)
+        return _explore_hypothesis(scenario, invariants, seed_list, schedules, started, budget)
     jobs = [(i, seed, _schedule_for(schedules, i, seed)) for i, seed in enumerate(seed_list)]
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
@@ -116,8 +128,8 @@ def explore(
     seed, schedule, verdict = failing
     original = schedule
     workload = dict(scenario.workload)
-    if shrink:
-        schedule, workload, verdict, extra = _shrink(scenario, invariants, seed, schedule, workload, verdict, shrink_budget)
+    if budget:
+        schedule, workload, verdict, extra = _shrink(scenario, invariants, seed, schedule, workload, verdict, budget)
         runs += extra
     run = scenario.run(seed, schedule, **workload)
     final = _first_failure(run.check(invariants)) or verdict
@@ -147,7 +159,7 @@ class _Outcome:
 def _run_job(job: tuple[int, int, Schedule]) -> _Outcome:
     scenario, invariants = _WORK["scenario"], _WORK["invariants"]
     index, seed, schedule = job
-    run = scenario.run(seed, schedule)
+    run = _run_or_explain(scenario, seed, schedule)
     verdicts = run.check(invariants)
     failed = _first_failure(verdicts)
     report = coverage(run.world)
@@ -157,6 +169,17 @@ def _run_job(job: tuple[int, int, Schedule]) -> _Outcome:
         tuple(a.message for a in report.assertions if a.held), tuple(a.message for a in report.assertions),
         len(report.fired), len(schedule), report.recovery,
     )
+
+
+def _run_or_explain(scenario: Scenario, seed: int, schedule: Schedule, **workload: int) -> Run:
+    """``scenario.run``, with any error it raises turned into a ScenarioError naming the seed and schedule."""
+    try:
+        return scenario.run(seed, schedule, **workload)
+    except Exception as exc:
+        raise ScenarioError(
+            f"scenario {scenario.name!r} raised {type(exc).__name__}: {exc} (seed {seed}, schedule {schedule!r}); "
+            f"replay it with {scenario.reference().rpartition(':')[2]}.replay({seed}, ...) to debug it"
+        ) from exc
 
 
 def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers: int) -> tuple:
@@ -170,7 +193,7 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
         if outcome.failed is not None and (first is None or outcome.index < first):
             first = outcome.index
 
-    if workers <= 1 or len(jobs) < 4:
+    if workers <= 1 or len(jobs) < 4 or not _can_fork():
         for job in jobs:
             absorb(_run_job(job))
             if first is not None:
@@ -184,17 +207,19 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
             # Every seed is queued at once; results are read in seed order, so the first failure
             # read is the first in seed order, and the seeds after it are cancelled.
             futures = [pool.submit(_run_job, job) for job in jobs]
-            for future in futures:
-                absorb(future.result())
-                if first is not None:
-                    for later in futures:
-                        later.cancel()
-                    break
+            try:
+                for future in futures:
+                    absorb(future.result())
+                    if first is not None:
+                        break
+            finally:  # the first failure, or an error: the seeds after it are not run
+                for later in futures:
+                    later.cancel()
     summary = _Summary.of(outcomes)
     if first is None:
         return None, summary
     _index, seed, schedule = jobs[first]
-    run = scenario.run(seed, schedule)  # again, here, for its verdict with the evidence
+    run = _run_or_explain(scenario, seed, schedule)  # again, here, for its verdict with the evidence
     verdict = _first_failure(run.check(invariants))
     assert verdict is not None, f"seed {seed} failed in a worker but not here: the scenario is not deterministic"
     return (seed, schedule, verdict), summary
@@ -224,18 +249,27 @@ class _Summary:
         )
 
 
+def _can_fork() -> bool:
+    """Worker processes inherit the scenario by ``fork`` (a scenario built in a notebook cannot be pickled)."""
+    import multiprocessing
+
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+
+
 def _explore_hypothesis(
-    scenario: Scenario, invariants: list[Invariant], seeds: list[int], strategy: Any, started: float, budget: float
+    scenario: Scenario, invariants: list[Invariant], seeds: list[int], strategy: Any, started: float, budget: int
 ) -> Counterexample | Passed:
-    """Hypothesis draws (seed, schedule) pairs, and on a failure shrinks both itself (for ``budget`` seconds:
-    after that every candidate counts as passing, which ends Hypothesis' shrinking at once)."""
+    """Hypothesis draws (seed, schedule) pairs and, on a failure, shrinks both itself for up to ``budget``
+    runs (after that every candidate counts as passing, which ends Hypothesis' shrinking); then the greedy
+    pass shrinks the workload and makes the schedule 1-minimal."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
+    from hypothesis.errors import HypothesisException
 
     failures: list[tuple[int, Schedule, Verdict]] = []
     undecided: list[tuple[int, Verdict]] = []
     runs = 0
-    found_at: float | None = None
+    after_failure = 0
 
     class _Broken(Exception):
         pass
@@ -246,30 +280,35 @@ def _explore_hypothesis(
     )
     @given(seed=st.sampled_from(seeds), schedule=strategy)
     def search(seed: int, schedule: Schedule) -> None:
-        nonlocal runs, found_at
-        if found_at is not None and time.perf_counter() - found_at > budget:
-            return
+        nonlocal runs, after_failure
+        if failures:
+            if after_failure >= budget // 2:
+                return
+            after_failure += 1
         runs += 1
-        verdicts = scenario.run(seed, schedule).check(invariants)
+        verdicts = _run_or_explain(scenario, seed, schedule).check(invariants)
         failed = _first_failure(verdicts)
         if failed is not None:
             failures.append((seed, schedule, failed))
-            if found_at is None:
-                found_at = time.perf_counter()
             raise _Broken(failed.invariant)
         undecided.extend((seed, v) for v in verdicts if v.outcome is Outcome.UNKNOWN)
 
     try:
         search()
-    except Exception:  # _Broken, or Hypothesis' report of it (a flaky or multiple failure after the budget)
+    except (_Broken, HypothesisException):  # the failure, or Hypothesis' report of it after the budget
         if not failures:
             raise
-        # The smallest failing example Hypothesis met (it usually re-runs it last).
-        seed, schedule, verdict = min(reversed(failures), key=lambda f: _size((f[1], {})))
-        first_schedule = failures[0][1]
-        run = scenario.run(seed, schedule)
-        return Counterexample(
-            scenario, seed, schedule, dict(scenario.workload), _first_failure(run.check(invariants)) or verdict,
-            run.fingerprint, runs + 1, first_schedule, dict(scenario.workload), time.perf_counter() - started, run.world,
-        )
-    return Passed(scenario, runs, tuple(seeds), tuple(undecided), time.perf_counter() - started)
+    if not failures:
+        return Passed(scenario, runs, tuple(seeds), tuple(undecided), time.perf_counter() - started)
+    # The smallest failing example Hypothesis met (it usually re-runs it last).
+    seed, schedule, verdict = min(reversed(failures), key=lambda f: _size((f[1], {})))
+    workload = dict(scenario.workload)
+    schedule, workload, verdict, extra = _shrink(
+        scenario, invariants, seed, schedule, workload, verdict, budget - budget // 2, search=False
+    )
+    run = _run_or_explain(scenario, seed, schedule, **workload)
+    return Counterexample(
+        scenario, seed, schedule, workload, _first_failure(run.check(invariants)) or verdict,
+        run.fingerprint, runs + extra + 1, failures[0][1], dict(scenario.workload), time.perf_counter() - started,
+        run.world,
+    )
