@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 from fastapi import Depends, FastAPI
@@ -20,8 +22,10 @@ from sandbox.faults import (
     Delay,
     Duplicate,
     Failure,
+    Fault,
     Isolate,
     Kill,
+    LinkFault,
     LockTimeouts,
     Loss,
     Partition,
@@ -383,7 +387,7 @@ def test_a_target_overlapping_its_peer_is_refused(fault):
     """A node cannot be on both sides of a link fault: inject() says which nodes overlap."""
     world = mesh("a", "b")
     with pytest.raises(sandbox.InvalidParameterError, match="overlap on"):
-        world.inject(Schedule([fault]))
+        world.inject(Schedule([fault], heal_at=1.0))
 
 
 # --- link faults ------------------------------------------------------------------------
@@ -630,6 +634,64 @@ def test_kill_on_a_node_already_down_fires_nothing():
     assert not world.node("echo").alive
 
 
+def downs_and_ups(world: sandbox.World) -> list[tuple[float, str]]:
+    """``(time, kind)`` of every crash, restart, pause and resume of the run."""
+    kinds = ("node.crash", "node.restart", "node.pause", "node.resume")
+    return [(pytest.approx(e[0]), e[1]) for e in world.recorder.log if e[1] in kinds]
+
+
+def test_overlapping_failures_keep_the_node_down_for_the_union_of_their_windows():
+    """Failures of echo for [0.2, 0.5) and [0.4, 0.8) keep it down from 0.2 to 0.8: one crash, one restart."""
+    world = sandbox.World(seed=1)
+    world.add_service("echo", echo_app)
+    world.inject(Schedule([Failure("echo", start=0.2, duration=0.3), Failure("echo", start=0.4, duration=0.4)]))
+    world.run(until=0.6)
+    assert not world.node("echo").alive
+    world.run()
+    assert downs_and_ups(world) == [(0.2, "node.crash"), (0.8, "node.restart")]
+    assert [w.fired for w in world.chaos.windows] == [1, 1]
+
+
+def test_a_kill_inside_a_failure_leaves_the_node_down_until_the_failure_ends():
+    """A Kill restarting after 0.2 s, inside a Failure of [0.2, 0.8), does not bring the node back before 0.8."""
+    world = sandbox.World(seed=1)
+    world.add_service("echo", echo_app)
+    world.inject(Schedule([Failure("echo", start=0.2, duration=0.6), Kill("echo", start=0.3, restart_after=0.2)]))
+    world.run(until=0.6)
+    assert not world.node("echo").alive
+    world.run()
+    assert downs_and_ups(world) == [(0.2, "node.crash"), (0.8, "node.restart")]
+    assert [w.fired for w in world.chaos.windows] == [1, 1]
+
+
+def test_overlapping_pauses_keep_the_node_frozen_until_the_last_ends():
+    """Pauses of echo for [0.2, 0.5) and [0.3, 0.7) freeze it once, at 0.2, and resume it once, at 0.7."""
+    world = sandbox.World(seed=1)
+    world.add_service("echo", echo_app)
+    world.inject(Schedule([Pause("echo", start=0.2, duration=0.3), Pause("echo", start=0.3, duration=0.4)]))
+    world.run(until=0.6)
+    assert world.node("echo").paused
+    world.run()
+    assert downs_and_ups(world) == [(0.2, "node.pause"), (0.7, "node.resume")]
+    assert [w.fired for w in world.chaos.windows] == [1, 1]
+
+
+def test_kill_takes_duration_as_another_name_for_restart_after():
+    """Kill(duration=2) is Kill(restart_after=2), and shows itself as such."""
+    kill = Kill("orders", duration=2)
+    assert kill == Kill("orders", restart_after=2)
+    assert (kill.restart_after, kill.duration) == (2.0, 2.0)
+    assert repr(kill) == "Kill('orders', restart_after=2.0)"
+
+
+def test_kill_replace_changes_restart_after_and_duration_together():
+    """Replacing a Kill's restart_after changes its duration, and replacing its duration changes its restart_after."""
+    kill = Kill("orders", start=1)
+    assert kill.replace(restart_after=2).duration == 2.0
+    assert kill.replace(duration=3).restart_after == 3.0
+    assert kill.replace(duration=3) == Kill("orders", start=1, restart_after=3)
+
+
 # --- clock faults -----------------------------------------------------------------------
 
 
@@ -689,6 +751,50 @@ def test_clock_skew_heals_back_to_the_clocks_own_error():
     world.run(until=2.5)
     assert clock.drift == 1e-3
     assert wall_error(world, "echo") == pytest.approx(before + 0.5e-3, abs=1e-6)
+
+
+def test_overlapping_clock_skews_add_up_and_end_one_by_one():
+    """Skews of echo over [1, 2.5) and [2, 3) add their offsets and drifts; each ending takes away only its own."""
+    world = clock_world()
+    clock = world.node("echo").clock
+    world.inject(Schedule([
+        ClockSkew("echo", offset=10.0, drift=0.1, start=1.0, duration=1.5),
+        ClockSkew("echo", offset=5.0, drift=0.2, start=2.0, duration=1.0),
+    ]))
+    readings = []
+    for t in (1.5, 2.25, 2.75, 3.5):
+        world.run(until=t)
+        readings.append((clock.monotonic(), wall_error(world, "echo"), clock.drift))
+    errors = [error for _m, error, _d in readings]
+    assert errors == pytest.approx([10.05, 10.1 + 5.0 + 0.3 * 0.25, 5.0 + 0.1 + 0.3 * 0.5 + 0.2 * 0.25, 0.0], abs=1e-6)
+    assert [drift for _m, _e, drift in readings] == pytest.approx([0.1, 0.3, 0.2, 0.0])
+    monotonic = [m for m, _e, _d in readings]
+    assert monotonic == sorted(monotonic)
+
+
+def test_overlapping_clock_skews_healed_together_step_back_to_the_old_error():
+    """Two skews of +10 s and +5 s both healed at heal_at leave the clock where it was before them."""
+    world = clock_world()
+    world.inject(Schedule([ClockSkew("echo", offset=10, start=1), ClockSkew("echo", offset=5, start=2)], heal_at=4))
+    world.run(until=3)
+    assert wall_error(world, "echo") == pytest.approx(15.0, abs=1e-6)
+    world.run(until=5)
+    assert wall_error(world, "echo") == pytest.approx(0.0, abs=1e-6)
+    assert world.node("echo").clock.drift == 0.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_nemesis_of_clock_skews_leaves_every_clock_at_its_old_error(seed):
+    """After the quiet phase of four drawn clock skews, every clock reads its error from before the first, at its old rate."""
+    world = nemesis_world(seed)
+    for i, node in enumerate(world.nodes.values()):
+        node.clock.offset = 0.25 * (i + 1)
+    before = {name: wall_error(world, name) for name in world.nodes}
+    schedule = nemesis(seed, world, kinds=("clock-skew",), count=4, within=1.0, duration=(0.1, 0.6))
+    world.inject(schedule)
+    world.run(settle=0.5)
+    assert {name: wall_error(world, name) for name in world.nodes} == pytest.approx(before, abs=1e-6)
+    assert {node.clock.drift for node in world.nodes.values()} == {0.0}
 
 
 # --- storage faults ---------------------------------------------------------------------
@@ -834,6 +940,18 @@ def test_redelivery_loses_commits_and_the_group_handles_messages_again():
     assert world.broker.lag(GROUP, TOPIC) == 0
 
 
+@pytest.mark.parametrize("stop", ["crash", "pause"])
+def test_rebalance_does_nothing_while_the_broker_is_down_or_paused(stop):
+    """A Rebalance whose window falls while the broker is crashed or paused rebalances nothing and fires 0 times."""
+    world = broker_world()
+    world.inject(Schedule([Rebalance(GROUP, every=0.1, start=0.15, duration=0.4)]))
+    world.run(until=0.12)
+    getattr(world, stop)(world.broker.name)
+    world.run(until=0.7)
+    assert world.recorder.entries("broker.rebalance") == []
+    assert world.chaos.windows[0].fired == 0
+
+
 # --- the schedule: fault phase, then quiet phase ----------------------------------------
 
 
@@ -900,9 +1018,9 @@ def test_a_fault_without_duration_lasts_until_the_fault_phase_ends():
 
 
 def test_fault_phase_end_without_heal_at_is_the_last_end():
-    """Without heal_at, the fault phase ends when the last fault with a duration ends (or the last one starts)."""
+    """Without heal_at, the fault phase ends when the last fault ends."""
     assert Schedule([Loss("a", start=1.0, duration=2.0), Kill("b", start=0.5, restart_after=0.1)]).fault_phase_end == 3.0
-    assert Schedule([Partition("a", "b", start=4.0), Loss("a", start=1.0, duration=2.0)]).fault_phase_end == 4.0
+    assert Schedule([Kill("b", start=4.0), Loss("a", start=1.0, duration=2.0)]).fault_phase_end == 4.5
     assert Schedule().fault_phase_end == 0.0
     assert Schedule([Loss("a", start=1.0, duration=2.0)], heal_at=1.5).fault_phase_end == 1.5
 
@@ -979,6 +1097,7 @@ def test_coverage_tallies_sometimes_and_reachable():
     (lambda: Failure("echo", mode="percent", value=0), "value=0"),
     (lambda: Failure("echo", mode="all", value=2), "value=2"),
     (lambda: Kill("echo", restart_after=0), "restart_after=0"),
+    (lambda: Kill("echo", duration=1, restart_after=2), "duration=1.0 and restart_after=2.0"),
     (lambda: Partition("a", "b", direction="sideways"), "direction='sideways'"),
     (lambda: Bandwidth("echo", rate=0), "rate=0"),
     (lambda: ClockSkew("echo"), "offset="),
@@ -994,6 +1113,40 @@ def test_a_bad_spec_raises_invalid_parameter_error_showing_the_value(make, shown
         make()
     assert isinstance(info.value, sandbox.SandboxError)
     assert shown in str(info.value)
+
+
+@pytest.mark.parametrize("base", [Fault, LinkFault])
+def test_a_schedule_refuses_a_base_class_naming_the_faults_to_use(base):
+    """Schedule([Fault(...)]) raises InvalidParameterError saying it is a base class and listing every fault class."""
+    with pytest.raises(sandbox.InvalidParameterError) as info:
+        Schedule([base("echo", duration=1.0)])
+    message = str(info.value)
+    assert f"{base.__name__} is {'the' if base is Fault else 'a'} base class" in message
+    assert all(cls.__name__ in message for cls in KINDS.values())
+
+
+def test_a_fault_without_duration_needs_heal_at():
+    """Schedule refuses a fault without a duration when no heal_at ends it, showing the fault and both remedies."""
+    with pytest.raises(sandbox.InvalidParameterError) as info:
+        Schedule([Loss("echo", duration=1.0), Partition("a", "b", start=1)])
+    message = str(info.value)
+    assert "faults[1]=Partition('a', 'b', start=1.0)" in message
+    assert "give it duration=" in message and "Schedule(..., heal_at=...)" in message
+
+
+@dataclass(frozen=True, repr=False)
+class Meteor(Fault):
+    """A fault kind the injector knows nothing about."""
+
+    action: ClassVar[str] = "meteor"
+
+
+def test_inject_refuses_a_fault_kind_it_cannot_start():
+    """A Fault subclass the injector has no action for is refused by inject(), before the run, listing the kinds."""
+    world = small_world()
+    with pytest.raises(sandbox.InvalidParameterError, match=r"fault 0 Meteor\('echo', duration=1.0\): Meteor is no fault"):
+        world.inject(Schedule([Meteor("echo", duration=1.0)]))
+    assert world.chaos is None and world.now == 0.0
 
 
 def small_world() -> sandbox.World:
@@ -1015,7 +1168,7 @@ def test_inject_rejects_unknown_names_before_the_run(fault, shown):
     """inject() raises InvalidParameterError naming the fault and the unknown name and listing valid ones; nothing runs."""
     world = small_world()
     with pytest.raises(sandbox.InvalidParameterError) as info:
-        world.inject(Schedule([Loss("echo", start=0.1, duration=0.1), fault]))
+        world.inject(Schedule([Loss("echo", start=0.1, duration=0.1), fault], heal_at=1.0))
     for text in shown:
         assert text in str(info.value)
     assert world.chaos is None and world.now == 0.0
@@ -1105,6 +1258,15 @@ def test_nemesis_draws_targets_from_a_world():
     assert by_kind["loss"] <= {"echo", "billing"}
     assert by_kind["slow"] == {DB}
     assert by_kind["rebalance"] == {GROUP}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_schedule_repr_evaluates_to_an_equal_schedule(seed):
+    """eval(repr(schedule)) over sandbox.faults gives back an equal schedule, for drawn faults of every kind."""
+    world = small_world()
+    kinds = tuple(k for k in KINDS if k != "bridge")
+    schedule = nemesis(seed, world, kinds=kinds, count=30) + Schedule([Kill("echo", duration=2)], heal_at=12.0)
+    assert eval(repr(schedule), vars(sandbox.faults)) == schedule
 
 
 NEMESIS_KINDS = tuple(k for k in KINDS if k not in ("rebalance", "redelivery", "bridge"))

@@ -21,6 +21,7 @@ from ..errors import InvalidParameterError, SandboxError
 from ..network import LinkRule, LinkState
 from ..storage import IORule
 from .specs import (
+    KINDS,
     Bandwidth,
     Bridge,
     ClockSkew,
@@ -46,6 +47,7 @@ from .specs import (
 )
 
 if TYPE_CHECKING:
+    from ..nodes import Node
     from ..world import World
 
 
@@ -106,6 +108,17 @@ class _Active:
         return self.fired_direct + sum(c.fired for c in self.counters)
 
 
+class _Skews:
+    """The clock skews in force on one node, and the wall error and drift its clock had when the first began."""
+
+    __slots__ = ("active", "error", "drift")
+
+    def __init__(self, error: float, drift: float) -> None:
+        self.active: dict[int, ClockSkew] = {}  # by fault index, in the order they began
+        self.error = error
+        self.drift = drift
+
+
 class Chaos:
     """The faults of one schedule, in one world (``world.chaos``)."""
 
@@ -119,6 +132,10 @@ class Chaos:
         self.schedule = schedule
         self.heal_at = schedule.fault_phase_end
         self.healed = False
+        # Faults on one node compose: which faults hold each node ("down" / "paused", node) ...
+        self._holds: dict[tuple[str, str], set[int]] = {}
+        # ... and which clock skews are in force on it.
+        self._skews: dict[str, _Skews] = {}
         now = world.now
         for i, fault in enumerate(schedule):
             if fault.start < now:
@@ -127,6 +144,7 @@ class Chaos:
                     f"inject the schedule before running the world, or start the fault later"
                 )
             try:
+                _starter(fault)
                 candidates = self._candidates(fault)
                 if isinstance(fault, (LinkFault, Partition)) and fault.peer is not None:
                     overlap = sorted(set(candidates) & set(world._expand(fault.peer)))
@@ -222,8 +240,7 @@ class Chaos:
         act.started = world.now
         nodes = self._choose(act)
         act.nodes = tuple(nodes)
-        starter = next(_STARTERS[cls] for cls in type(fault).__mro__ if cls in _STARTERS)
-        starter(self, act, nodes)
+        _starter(fault)(self, act, nodes)
         world.record("fault.start", act.index, fault.family, fault.action, act.label, act.nodes, act.peers)
 
     def _end(self, act: _Active) -> None:
@@ -317,39 +334,44 @@ class Chaos:
         self._cut(act, a, b, one_way=False)
 
     def _down(self, act: _Active, nodes: list[str]) -> None:
-        world = self.world
         act.label = f"{act.fault.action} {','.join(nodes)}"
-        killed = []
-        for name in nodes:
-            node = world.nodes[name]
-            if node.alive:
-                node.crash()
-                killed.append(node)
-                act.fired_direct += 1
-
-        def restart() -> None:
-            for node in killed:
-                if not node.alive:
-                    node.restart()
-
-        act.undo.append(restart)
+        self._hold(act, nodes, "down", free=lambda n: n.alive, held=lambda n: not n.alive,
+                   take=lambda n: n.crash(), give=lambda n: n.restart())
 
     def _pause(self, act: _Active, nodes: list[str]) -> None:
-        world = self.world
         act.label = f"pause {','.join(nodes)}"
-        paused = []
+        self._hold(act, nodes, "paused", free=lambda n: n.alive and not n.paused, held=lambda n: n.paused,
+                   take=lambda n: n.pause(), give=lambda n: n.resume())
+
+    def _hold(self, act: _Active, nodes: list[str], state: str, *, free: Callable[[Node], bool],
+              held: Callable[[Node], bool], take: Callable[[Node], None], give: Callable[[Node], None]) -> None:
+        """Keep each node ``state`` (down, paused) for the window of ``act``, with any other fault doing so.
+
+        A ``free`` node is taken (crashed, paused); one already ``held`` by other faults is held by this
+        one too (it counts as fired: the fault keeps it so); one in that state for another reason
+        (crashed by hand) is left alone. A node is given back (restarted, resumed) only when the last
+        fault holding it ends.
+        """
+        held_here: list[Node] = []
         for name in nodes:
-            node = world.nodes[name]
-            if node.alive and not node.paused:
-                node.pause()
-                paused.append(node)
-                act.fired_direct += 1
+            node = self.world.nodes[name]
+            holders = self._holds.setdefault((state, name), set())
+            if free(node):
+                take(node)
+            elif not (holders and held(node)):
+                continue
+            holders.add(act.index)
+            held_here.append(node)
+            act.fired_direct += 1
 
-        def resume() -> None:
-            for node in paused:
-                node.resume()
+        def release() -> None:
+            for node in held_here:
+                holders = self._holds[(state, node.name)]
+                holders.discard(act.index)
+                if not holders:
+                    give(node)
 
-        act.undo.append(resume)
+        act.undo.append(release)
 
     def _clock(self, act: _Active, nodes: list[str]) -> None:
         fault = act.fault
@@ -358,18 +380,30 @@ class Chaos:
         act.label = f"clock {','.join(nodes)} {fault._details()}"
         for name in nodes:
             clock = world.nodes[name].clock
-            error = clock.monotonic() - world.now  # drift so far, kept through the fault
-            offset, drift = clock.offset, clock.drift
-            clock.offset = offset + fault.offset
-            clock.drift = drift + fault.drift  # on top of the clock's own drift, as the offset is
+            skews = self._skews.get(name)
+            if skews is None:  # the first skew on this node: remember its clock as it was
+                skews = self._skews[name] = _Skews(clock.monotonic() + clock.offset - world.now, clock.drift)
+            skews.active[act.index] = fault
+            clock.offset += fault.offset
+            clock.drift = skews.drift + sum(f.drift for f in skews.active.values())
             act.fired_direct += 1
+            act.undo.append(lambda name=name: self._unskew(name, act.index))
 
-            def step_back(clock: Any = clock, error: float = error, offset: float = offset, drift: float = drift) -> None:
-                clock.drift = drift
-                # As NTP steps a clock: wall time goes back to its old error; monotonic time keeps going.
-                clock.offset = offset + error - (clock.monotonic() - world.now)
-
-            act.undo.append(step_back)
+    def _unskew(self, name: str, index: int) -> None:
+        """End skew ``index`` on node ``name``: take its offset and drift away, or, if it was the last
+        one, step the clock back to the error and drift it had before the first (as NTP would)."""
+        world = self.world
+        clock = world.nodes[name].clock
+        skews = self._skews[name]
+        fault = skews.active.pop(index)
+        if skews.active:
+            clock.offset -= fault.offset
+            clock.drift = skews.drift + sum(f.drift for f in skews.active.values())
+            return
+        del self._skews[name]
+        clock.drift = skews.drift
+        # Wall time goes back to its old error; monotonic time keeps going.
+        clock.offset = skews.error - (clock.monotonic() - world.now)
 
     def _storage(self, act: _Active, nodes: list[str]) -> None:
         fault = act.fault
@@ -398,10 +432,11 @@ class Chaos:
         def once(k: int) -> None:
             if act.ended is not None:
                 return
-            for group in groups:
-                if group in broker.groups():
-                    broker.rebalance(group)
-                    act.fired_direct += 1
+            if broker.alive and not broker.paused:  # a broker down or frozen rebalances nothing
+                for group in groups:
+                    if group in broker.groups():
+                        broker.rebalance(group)
+                        act.fired_direct += 1
             if fault.every is not None:
                 # start + k * every, not now + every: added up, the float error would let a
                 # rebalance due exactly at the fault's end slip in before it.
@@ -464,3 +499,18 @@ _STARTERS: dict[type, Callable[[Chaos, _Active, list[str]], None]] = {
     Rebalance: Chaos._rebalance,
     Redelivery: Chaos._redelivery,
 }
+
+
+def _starter(fault: Fault) -> Callable[[Chaos, _Active, list[str]], None]:
+    """What starts ``fault``: the action of its class, or of the nearest base class that has one.
+
+    Raises:
+        InvalidParameterError: a class the injector cannot start (``Fault``, ``LinkFault``, a new kind).
+    """
+    for cls in type(fault).__mro__:
+        if cls in _STARTERS:
+            return _STARTERS[cls]
+    raise InvalidParameterError(
+        f"{type(fault).__name__} is no fault the injector can start; "
+        f"use one of {', '.join(cls.__name__ for cls in KINDS.values())}"
+    )

@@ -12,7 +12,8 @@ offset and drift), ``IOChaos`` (slow or timed-out storage, lock timeouts) and a
   ``"fixed"`` (``value`` of them at random), ``"percent"`` (``value`` percent of
   them, rounded down, at least one);
 * a **start** (virtual seconds from the start of the run) and a **duration**
-  (``None``: until the fault phase ends and the quiet phase heals everything).
+  (``None``: until the fault phase ends at the schedule's ``heal_at`` and the quiet
+  phase heals everything).
 
 Link faults (delay, loss, duplicate, reorder, clog, bandwidth) act on the links
 between the target's nodes and their ``peer`` (``None``: every other node), in the
@@ -140,10 +141,11 @@ class Fault:
     def __repr__(self) -> str:
         shown = [repr(self.target[0] if len(self.target) == 1 else list(self.target))]
         for f in sorted(fields(self), key=lambda f: bool(f.kw_only)):  # positional ones first, unnamed
-            if f.name == "target" or not f.init:
+            if f.name == "target" or not f.init or not f.repr:
                 continue
             value = getattr(self, f.name)
-            if value != f.default or not f.kw_only:
+            # metadata["default"]: what a None default stands for (Kill's restart_after), left out as well
+            if value != f.metadata.get("default", f.default) or not f.kw_only:
                 if isinstance(value, tuple):
                     value = value[0] if len(value) == 1 else list(value)
                 shown.append(f"{f.name}={value!r}" if f.kw_only else repr(value))
@@ -331,19 +333,40 @@ class Bridge(Fault):
 @dataclass(frozen=True, repr=False)
 class Kill(Fault):
     """PodChaos pod-kill: crash the chosen nodes at ``start``; they restart ``restart_after`` seconds later
-    from fresh memory (what they stored durably survives). Mode defaults to ``"one"``."""
+    (default 0.5) from fresh memory (what they stored durably survives). Mode defaults to ``"one"``.
+
+    ``duration=`` is a synonym of ``restart_after=`` (the window every other fault calls its duration):
+    ``Kill("inventory", start=2, duration=1) == Kill("inventory", start=2, restart_after=1)``.
+
+    Raises:
+        InvalidParameterError: ``duration`` and ``restart_after`` both given, and different.
+    """
 
     family: ClassVar[str] = "PodChaos"
     action: ClassVar[str] = "kill"
     mode: str = field(default="one", kw_only=True)
-    duration: float | None = field(default=None, init=False, repr=False)
-    restart_after: float = field(default=0.5, kw_only=True)
+    duration: float | None = field(default=None, kw_only=True, repr=False)
+    restart_after: float | None = field(default=None, kw_only=True, metadata={"default": 0.5})
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "duration", None)
         super().__post_init__()
-        object.__setattr__(self, "restart_after", seconds("restart_after", self.restart_after, positive=True))
-        object.__setattr__(self, "duration", self.restart_after)
+        set_ = object.__setattr__
+        if self.restart_after is None:
+            set_(self, "restart_after", 0.5 if self.duration is None else self.duration)
+        set_(self, "restart_after", seconds("restart_after", self.restart_after, positive=True))
+        if self.duration is not None and self.duration != self.restart_after:
+            raise InvalidParameterError(
+                f"duration={self.duration!r} and restart_after={self.restart_after!r}: for Kill they are one "
+                f"setting (duration= is a synonym of restart_after=); give only one, or change it with .replace()"
+            )
+        set_(self, "duration", self.restart_after)
+
+    def replace(self, **changes: Any) -> Fault:
+        """A copy with some fields changed; changing ``duration`` or ``restart_after`` changes both."""
+        for name, synonym in (("duration", "restart_after"), ("restart_after", "duration")):
+            if name in changes and synonym not in changes:
+                changes[synonym] = changes[name]
+        return super().replace(**changes)
 
     def _details(self) -> str:
         return f"(restart after {self.restart_after:g} s)"
@@ -370,8 +393,13 @@ class Pause(Fault):
 @dataclass(frozen=True, repr=False)
 class ClockSkew(Fault):
     """TimeChaos: the chosen nodes' clocks jump by ``offset`` seconds and run ``drift`` faster
-    than they did (1e-3 = 1 ms per second) for the window; true virtual time is untouched. When
-    it heals, the clocks are stepped back to their old error and rate, as NTP would."""
+    than they did (1e-3 = 1 ms per second) for the window; true virtual time is untouched.
+
+    Skews overlapping on one node add up: each adds its offset when it starts and takes it
+    away when it ends, and the clock runs at its own drift plus the drifts of the skews in
+    force. When the last one ends, the clock is stepped back to the error and rate it had
+    when the first began, as NTP would; its monotonic time never goes backwards.
+    """
 
     family: ClassVar[str] = "TimeChaos"
     action: ClassVar[str] = "clock-skew"
@@ -500,8 +528,8 @@ class Schedule:
 
     At ``heal_at`` every fault still active is healed and the quiet phase begins, so
     that a run can be checked for recovery ("every saga finished") as well as safety.
-    ``heal_at=None`` ends the fault phase when the last fault with a duration ends
-    (faults without a duration then last until that moment).
+    ``heal_at=None`` ends the fault phase when the last fault ends (every fault then
+    needs a duration: nothing else would say when it ends).
 
     Example::
 
@@ -510,7 +538,8 @@ class Schedule:
         Schedule()   # no faults: a calm run
 
     Raises:
-        InvalidParameterError: an item that is no fault, or a bad ``heal_at``.
+        InvalidParameterError: an item that is no fault (or a base class such as ``Fault``),
+            a fault without a duration and no ``heal_at``, or a bad ``heal_at``.
     """
 
     faults: tuple[Fault, ...] = ()
@@ -529,6 +558,17 @@ class Schedule:
                     f"faults[{i}]={item!r} is not a fault; use the classes of sandbox.faults, "
                     f"e.g. Partition('orders', 'payments', start=1, duration=2)"
                 )
+            if not item.action:
+                name = type(item).__name__
+                raise InvalidParameterError(
+                    f"faults[{i}]={item!r}: {name} is {'the' if type(item) is Fault else 'a'} base class; "
+                    f"use one of {', '.join(cls.__name__ for cls in KINDS.values())}"
+                )
+            if item.duration is None and self.heal_at is None:
+                raise InvalidParameterError(
+                    f"faults[{i}]={item!r} has no duration and the schedule no heal_at, so nothing says when "
+                    f"it ends: give it duration=, or end the fault phase with Schedule(..., heal_at=...)"
+                )
         object.__setattr__(self, "faults", items)
         if self.heal_at is not None:
             object.__setattr__(self, "heal_at", seconds("heal_at", self.heal_at))
@@ -541,12 +581,11 @@ class Schedule:
 
     @property
     def fault_phase_end(self) -> float:
-        """When the quiet phase begins: ``heal_at``, or the end of the last fault with a duration."""
+        """When the quiet phase begins: ``heal_at``, or the end of the last fault."""
         if self.heal_at is not None:
             return self.heal_at
-        ends = [f.start + f.duration for f in self.faults if f.duration is not None]
-        starts = [f.start for f in self.faults]
-        return max(ends + starts, default=0.0)
+        # without heal_at every fault has a duration (checked when the schedule was made)
+        return max((f.start + f.duration for f in self.faults if f.duration is not None), default=0.0)
 
     def __len__(self) -> int:
         return len(self.faults)
