@@ -25,6 +25,7 @@ from sandbox.checkers import (
     stock_never_negative,
 )
 from sandbox.examples import order_system
+from sandbox.faults import Isolate, Schedule
 
 # --- service code under test -----------------------------------------------------------
 
@@ -623,6 +624,44 @@ def test_exactly_once_without_a_topic_counts_effects_per_id():
     world = run_jobs([{"id": "j1", "fail_first": True}])
     assert not exactly_once("work-db", "effects", "job")(world)
     assert exactly_once("work-db", "attempts")(world).passed  # the attempts row is created once per job
+
+
+def isolated_jobs() -> sandbox.World:
+    """Two jobs sent just before their worker is cut off for 30 s; the run stops at t=20, before the cut heals."""
+    world = new_world(services=("jobs",))
+    calls(world, "producer", [("http://jobs/jobs", {"jobs": [{"id": "j1"}, {"id": "j2"}]})])
+    world.inject(Schedule([Isolate("jobs", start=0.005, duration=30)]))
+    return world.run(until=20)
+
+
+def test_exactly_once_is_unknown_when_the_run_stopped_before_its_quiet_phase():
+    """Messages without an effect while a fault is still in force may yet take effect: UNKNOWN, not FAIL."""
+    world = isolated_jobs()
+    assert world.clients_done and not world.chaos.healed
+    verdict = exactly_once("work-db", "effects", "job", topic="jobs")(world)
+    assert verdict.outcome is Outcome.UNKNOWN
+    assert "before its quiet phase" in verdict.summary
+    assert "message j1 never took effect" in verdict.summary
+
+
+def test_exactly_once_decides_once_the_run_reaches_its_quiet_phase():
+    """The same run carried on past the healing of its fault and settled: both messages took effect, PASS."""
+    world = isolated_jobs()
+    world.run(settle=10.0)
+    assert world.chaos.healed
+    verdict = exactly_once("work-db", "effects", "job", topic="jobs")(world)
+    assert verdict.passed, verdict
+
+
+def test_exactly_once_fails_a_second_effect_even_before_the_quiet_phase():
+    """A message that already took effect twice FAILS while the client is still working: no later event undoes it."""
+    world = new_world(services=("jobs",))
+    calls(world, "producer", [("http://jobs/jobs", {"jobs": [{"id": "j1", "fail_first": True}, {"id": "j2"}]})])
+    world.run(until=0.09)
+    assert not world.clients_done
+    verdict = exactly_once("work-db", "effects", "job", topic="jobs")(world)
+    assert verdict.outcome is Outcome.FAIL
+    assert "message j1 took effect twice" in verdict.summary
 
 
 def test_exactly_once_is_unknown_for_a_topic_nobody_sent_to():

@@ -208,6 +208,13 @@ def open_ops(world: World, t: float) -> list[Op]:
     ]
 
 
+def quiet(world: World) -> bool:
+    """True once every workload client finished and every injected fault healed: from then on
+    nothing new is asked of the system, so what is still unfinished will stay unfinished."""
+    chaos = getattr(world, "chaos", None)
+    return world.clients_done and (chaos is None or bool(getattr(chaos, "healed", True)))
+
+
 def crashes(world: World) -> dict[str, list[float]]:
     """Each node that crashed during the run, with the times it crashed."""
     out: dict[str, list[float]] = {}

@@ -21,6 +21,7 @@ from ._common import (
     names,
     optional_text,
     plural,
+    quiet,
     text,
     whole,
 )
@@ -114,7 +115,7 @@ class _Saga(InvariantBase):
             else:
                 ends[end] += 1
         tally = f"{plural(len(sagas), 'saga')}: {ends['completed']} completed, {ends['compensated']} compensated"
-        if half and not broken and not _quiet(world):
+        if half and not broken and not quiet(world):
             return Verdict.unknown(
                 self.name, f"the run stopped at {at(world.now)} before its quiet phase (clients still working, or "
                            f"faults still in force), so a saga may yet finish: {half[0][0]}",
@@ -125,13 +126,6 @@ class _Saga(InvariantBase):
         wrong = broken + half
         summary = wrong[0][0] + (f" (and {plural(len(wrong) - 1, 'more saga')})" if len(wrong) > 1 else "")
         return Verdict.failing(self.name, summary, _evidence(wrong))
-
-
-def _quiet(world: World) -> bool:
-    """True once every workload client finished and every injected fault healed: from then on
-    nothing new is asked of the system, so what is still unfinished will stay unfinished."""
-    chaos = getattr(world, "chaos", None)
-    return world.clients_done and (chaos is None or bool(getattr(chaos, "healed", True)))
 
 
 def _evidence(items: list[tuple[str, list[Event]]]) -> tuple[Any, ...]:
