@@ -77,7 +77,7 @@ def _shrink(
                 workload = trial
                 break
     for i, fault in enumerate(schedule):
-        if fault.duration is None or fault.action == "kill":
+        if fault.duration is None:
             continue
         shorter = fault.replace(duration=round(max(fault.duration / 2, 0.001), 3))
         trial_schedule = Schedule(schedule.faults[:i] + (shorter,) + schedule.faults[i + 1 :], schedule.heal_at)
