@@ -146,7 +146,7 @@ class Chaos:
             try:
                 _starter(fault)
                 candidates = self._candidates(fault)
-                if isinstance(fault, (LinkFault, Partition)) and fault.peer is not None:
+                if isinstance(fault, LinkFault) and fault.peer is not None:
                     overlap = sorted(set(candidates) & set(world._expand(fault.peer)))
                     if overlap:
                         raise InvalidParameterError(

@@ -15,7 +15,7 @@ offset and drift), ``IOChaos`` (slow or timed-out storage, lock timeouts) and a
   (``None``: until the fault phase ends at the schedule's ``heal_at`` and the quiet
   phase heals everything).
 
-Link faults (delay, loss, duplicate, reorder, clog, bandwidth) act on the links
+Link faults (delay, loss, duplicate, reorder, clog, bandwidth, partition) act on the links
 between the target's nodes and their ``peer`` (``None``: every other node), in the
 given ``direction``: ``"to"`` (target -> peer), ``"from"`` (peer -> target) or
 ``"both"``.
@@ -273,7 +273,7 @@ class Clog(LinkFault):
 
 
 @dataclass(frozen=True, repr=False)
-class Partition(Fault):
+class Partition(LinkFault):
     """NetworkChaos partition: cut the links between ``target`` and ``peer`` (dropping every message).
 
     ``direction="both"`` cuts both ways; ``"to"`` only target -> peer (the target
@@ -283,18 +283,8 @@ class Partition(Fault):
     Example: ``Partition("orders", "payments", start=1, duration=2)``.
     """
 
-    family: ClassVar[str] = "NetworkChaos"
     action: ClassVar[str] = "partition"
-    peer: Names | None = None
-    direction: str = field(default="both", kw_only=True)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "peer", _names("peer", self.peer, optional=True))
-        if self.direction not in DIRECTIONS:
-            raise InvalidParameterError(
-                f"direction={self.direction!r}: use 'to' (target -> peer), 'from' (peer -> target) or 'both'"
-            )
+    peer: Names | None = None  # positional here: Partition("orders", "payments")
 
     def _what(self) -> str:
         arrow = {"both": "|", "to": "-x->", "from": "<-x-"}[self.direction]
