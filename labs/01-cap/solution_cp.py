@@ -1,0 +1,123 @@
+"""A reference solution, declared CP: one leader orders every adjustment; a majority stores it.
+
+Three changes to the generated code:
+
+1. **One leader** (``inventory-0``, fixed: electing a new one is what Raft is for) orders
+   every request: the other replicas forward reads and adjustments to it and relay its
+   answer. Two adjustments of one sku never interleave (a lock per sku on the leader).
+2. **A write is acknowledged only once a majority stores it**: the leader sends the new
+   stock to the followers and commits it on its own disk only when one of them (two of
+   three replicas) acknowledged; otherwise it answers 503 and commits nothing.
+3. **Refuse rather than guess**: a replica that cannot reach the leader, or a leader that
+   cannot reach a majority, answers 503. On the minority side of a partition the service
+   is unavailable, and that is the price of consistency.
+"""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+import sandbox
+
+CAP_CHOICE = "CP"
+
+REPLICAS = ("inventory-0", "inventory-1", "inventory-2")
+#: How long a follower waits for the leader, and the leader for a follower's acknowledgement (seconds).
+FORWARD_TIMEOUT = 0.4
+REPLICATION_TIMEOUT = 0.15
+
+
+class Adjustment(BaseModel):
+    """Add ``delta`` units to the stock (negative: remove them)."""
+
+    delta: int
+
+
+class Stock(BaseModel):
+    sku: str
+    stock: int
+
+
+class Replica(BaseModel):
+    """The leader's committed-to-be value of a sku, numbered so that a late copy loses to a newer one."""
+
+    sku: str
+    stock: int
+    seq: int
+
+
+def cluster() -> tuple[str, ...]:
+    """The replicas: the three of the world, or this machine alone in staging."""
+    me = sandbox.hostname()
+    return REPLICAS if me in REPLICAS else (me,)
+
+
+def leader() -> str:
+    return cluster()[0]
+
+
+async def forward(http: sandbox.HttpClient, method: str, path: str, body: dict | None = None) -> JSONResponse:
+    """Relay a request to the leader and its answer back; 503 if the leader cannot be reached."""
+    try:
+        r = await http.request(method, f"http://{leader()}{path}", json=body, timeout=FORWARD_TIMEOUT)
+    except sandbox.RequestTimeout:
+        raise HTTPException(503, f"cannot reach the leader {leader()}: refusing rather than answering stale") from None
+    return JSONResponse(r.json(), status_code=r.status_code)
+
+
+async def replicate(http: sandbox.HttpClient, peer: str, value: Replica) -> bool:
+    try:
+        r = await http.post(f"http://{peer}/replica", json=value.model_dump(), timeout=REPLICATION_TIMEOUT)
+    except sandbox.RequestTimeout:
+        return False
+    return r.status_code == 200
+
+
+def create_app() -> FastAPI:
+    """One replica of the inventory service."""
+    app = FastAPI(title="inventory")
+    locks: dict[str, anyio.Lock] = {}
+
+    @app.get("/stock/{sku}")
+    async def get_stock(
+        sku: str,
+        disk: sandbox.Database = Depends(sandbox.disk),
+        http: sandbox.HttpClient = Depends(sandbox.http_client),
+    ) -> Stock:
+        if sandbox.hostname() != leader() and sandbox.hostname() in REPLICAS:
+            return await forward(http, "GET", f"/stock/{sku}")
+        row = await disk.get("stock", sku, {"stock": 0, "seq": 0})
+        return Stock(sku=sku, stock=row["stock"])
+
+    @app.post("/stock/{sku}/adjust")
+    async def adjust_stock(
+        sku: str,
+        adj: Adjustment,
+        disk: sandbox.Database = Depends(sandbox.disk),
+        http: sandbox.HttpClient = Depends(sandbox.http_client),
+    ) -> Stock:
+        me = sandbox.hostname()
+        if me != leader():
+            return await forward(http, "POST", f"/stock/{sku}/adjust", adj.model_dump())
+        async with locks.setdefault(sku, anyio.Lock()):
+            row = await disk.get("stock", sku, {"stock": 0, "seq": 0})
+            value = Replica(sku=sku, stock=row["stock"] + adj.delta, seq=row["seq"] + 1)
+            peers = [p for p in cluster() if p != me]
+            acks = 1 + sum(await sandbox.gather(*(replicate(http, p, value) for p in peers)))
+            if acks <= len(cluster()) // 2:
+                raise HTTPException(503, f"only {acks} of {len(cluster())} replicas reachable: no majority, not applied")
+            await disk.put("stock", sku, {"stock": value.stock, "seq": value.seq})
+        return Stock(sku=sku, stock=value.stock)
+
+    @app.post("/replica")
+    async def store_replica(value: Replica, disk: sandbox.Database = Depends(sandbox.disk)) -> dict:
+        async with disk.transaction() as tx:
+            row = await tx.get("stock", value.sku, {"stock": 0, "seq": 0}, for_update=True)
+            if value.seq > row["seq"]:
+                await tx.put("stock", value.sku, {"stock": value.stock, "seq": value.seq})
+        return {"stored": value.seq}
+
+    return app
