@@ -948,6 +948,20 @@ def test_connected_traces_excuses_a_parent_lost_in_a_crash():
     assert "1 span lost its parent to a node crash" in verdict.summary
 
 
+def test_connected_traces_excuses_a_request_that_outlived_its_crashed_sender():
+    """A request still on the wire when its sender crashed arrives later; its server span's parent died
+    with the sender before the server span began: excused too."""
+    world = new_world(tracing=True, services=("orders", "payments"))
+    world.network.set_links("orders", "payments", latency=0.2, jitter=0.0)
+    calls(world, "shopper", [("http://orders/pay", {"attempts": 1, "timeout": 1.0})])
+    world.run(until=0.1)
+    assert world.recorder.entries("net.send") and not world.recorder.entries("http.request")[1:]
+    world.crash("orders")
+    verdict = connected_traces()(world.run())
+    assert verdict.passed, verdict
+    assert "lost its parent to a node crash" in verdict.summary
+
+
 def test_connected_traces_is_unknown_when_tracing_was_off():
     """Without tracing there are no spans to check: UNKNOWN."""
     world = new_world(services=("orders",))

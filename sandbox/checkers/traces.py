@@ -139,26 +139,31 @@ class _ConnectedTraces(InvariantBase):
         return Verdict.failing(self.name, summary, evidence)
 
 
-def _callers(world: World) -> dict[tuple[str, int], list[tuple[str, str, str]]]:
-    """Who sent each request a replica served: ``(node, start ns) -> [(caller, method, path)]``."""
-    out: dict[tuple[str, int], list[tuple[str, str, str]]] = {}
+def _callers(world: World) -> dict[tuple[str, int], list[tuple[str, str, str, float]]]:
+    """Who sent each request a replica served, and when: ``(node, start ns) -> [(caller, method, path, sent)]``."""
+    sent: dict[int, float] = {}
+    out: dict[tuple[str, int], list[tuple[str, str, str, float]]] = {}
     for e in world.recorder.log:
-        if e[1] == "http.request":  # (t, "http.request", node, caller, msg_id, method, path)
-            out.setdefault((e[2], EPOCH_NS + round(e[0] * 1e9)), []).append((e[3], e[5], e[6]))
+        if e[1] == "net.send" and e[4] == "http":  # (t, "net.send", src, dst, kind, msg_id, delay)
+            sent.setdefault(e[5], e[0])
+        elif e[1] == "http.request":  # (t, "http.request", node, caller, msg_id, method, path)
+            out.setdefault((e[2], EPOCH_NS + round(e[0] * 1e9)), []).append((e[3], e[5], e[6], sent.get(e[4], e[0])))
     return out
 
 
-def _lost_in_crash(span: Span, callers: dict[tuple[str, int], list[tuple[str, str, str]]],
+def _lost_in_crash(span: Span, callers: dict[tuple[str, int], list[tuple[str, str, str, float]]],
                    crashed: dict[str, list[float]]) -> bool:
     """True if the missing parent of ``span`` may have been lost with a node that crashed
-    (a crashed process exports none of its open spans, as with a real SDK)."""
+    (a crashed process exports none of its open spans, as with a real SDK). For a SERVER
+    span, that is a sender that crashed at any time after it sent the request: while
+    waiting for the answer, or even before the request arrived (it was still on the wire)."""
     node = node_of(span)
     if not span.parent.is_remote:  # the parent was open on this node when it crashed
         return any(t >= ended(span) - 1e-9 for t in crashed.get(node, ()))
     if span.kind.name == "SERVER":
         method, path = span.attributes.get("http.request.method"), span.attributes.get("url.path")
-        senders = {c for c, m, p in callers.get((node, span.start_time), ()) if (m, p) == (method, path)}
-        return any(t >= started(span) - 1e-9 for c in senders for t in crashed.get(c, ()))
+        senders = [(c, at) for c, m, p, at in callers.get((node, span.start_time), ()) if (m, p) == (method, path)]
+        return any(t >= at - 1e-9 for c, at in senders for t in crashed.get(c, ()))
     return any(times for other, times in crashed.items() if other != node)
 
 
