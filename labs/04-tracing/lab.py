@@ -1,0 +1,636 @@
+"""Lab 04, tracing: an order flow over HTTP and Kafka, and the traces an on-call engineer needs.
+
+A customer places an order (``POST /orders`` on the learner's ``orders`` service),
+which saves it and publishes ``order-placed``; the fulfilment consumer (in the same
+service, consumer group ``fulfilment``) reads it and calls two provided services over
+HTTP: the ``warehouse`` picks the parcel, the ``courier`` books the delivery. Both are
+slow now and then, and fail now and then. The sandbox records OpenTelemetry spans by
+itself (HTTP client and server, database, producer, consumer: see ``sandbox.tracing``);
+the learner's code adds its own spans, attributes and statuses.
+
+The world (``build_world``):
+
+==============  ===============  =======================================================
+service         database         what it does
+==============  ===============  =======================================================
+orders          orders-db        the learner's code (2 replicas): ``POST /orders``, and
+                                 the ``fulfilment`` consumer of ``order-placed``
+warehouse                        ``POST /picks``: picks an order's parcel (regional
+                                 stock rooms: ~40-80 ms; busy now and then, and on
+                                 its first call while its cache loads: 503)
+courier                          ``POST /deliveries``: books the delivery (~10-30 ms;
+                                 busy now and then: 503)
+==============  ===============  =======================================================
+
+One of the two (which one depends on the seed, see ``culprit``) is slow for one
+region: 300-800 ms for each order shipped there. Finding which, from the traces, is
+the lab's graded answer (``answer_is_right``). The provided services tag their own
+server spans with ``order.id``: that is how the checkers know which order a call
+belonged to, whatever the learner's code does.
+
+What is checked (``invariants``), after a quiet phase long enough for the consumer
+to catch up:
+
+* ``connected_traces()``: every trace is one tree rooted at a customer's request (the library's
+  checker; a parent span lost with a crashed sender is excused);
+* ``one_trace_per_order``: the warehouse's and courier's work for an order, and every
+  span tagged with the order's id, is in the trace of the customer's request for it;
+* ``required_attributes``: every span that handles an order in the learner's service
+  (the SERVER span of an accepted ``POST /orders``, the CONSUMER span of each
+  ``order-placed`` message) carries ``order.id``, ``customer.id`` and
+  ``order.region``, with the order's true values;
+* ``every_span_ended``: every span the learner's code started was ended (a crash excuses
+  the spans open on the crashed replica);
+* ``failures_marked``: every dependency call that failed (an error answer or no answer)
+  and was not retried successfully is marked: a span of the learner's enclosing the
+  call (its own span or the SERVER/CONSUMER span) has status ERROR.
+
+Example::
+
+    import generated, lab
+    found = lab.check(generated.create_app)        # the visible bank
+    print(found)                                   # the consumer starts traces of its own
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import StatusCode
+from pydantic import BaseModel, Field
+
+import sandbox
+from autograder.seeds import seed_bank
+from sandbox.checkers import Verdict, connected_traces
+from sandbox.checkers._common import crashes, quiet
+from sandbox.checkers.traces import (
+    describe,
+    ended,
+    node_of,
+    service_of,
+    short_trace,
+    started,
+)
+from sandbox.explore import Counterexample, Passed, Scenario, explore
+from sandbox.faults import Delay, Kill, Loss, Redelivery, Schedule, SlowStorage, nemesis
+
+LAB = "04-tracing"
+VISIBLE = 5
+HIDDEN = 30
+
+AppFactory = Callable[[], FastAPI]
+OrderId = str
+Dependency = str
+
+#: What customers order, and where it ships.
+SKUS = ("lamp", "kettle", "teapot", "desk")
+REGIONS = ("north", "south", "east", "west")
+#: The provided dependencies, and how long each takes on an ordinary request (seconds).
+DEPENDENCIES: tuple[Dependency, ...] = ("warehouse", "courier")
+BASE_LATENCY: dict[Dependency, tuple[float, float]] = {"warehouse": (0.04, 0.08), "courier": (0.01, 0.03)}
+#: How long the culprit takes for an order to its slow region.
+SLOW_LATENCY = (0.3, 0.8)
+#: How often each dependency is too busy to answer (503).
+BUSY: dict[Dependency, float] = {"warehouse": 0.05, "courier": 0.1}
+#: The attributes every span that handles an order must carry.
+REQUIRED = ("order.id", "customer.id", "order.region")
+TOPIC = "order-placed"
+GROUP = "fulfilment"
+#: Customers arrive during the first ARRIVAL_WINDOW seconds and think THINK_TIME between orders.
+ARRIVAL_WINDOW = 0.5
+THINK_TIME = 0.5
+CLIENT_TIMEOUT = 2.0
+#: The quiet phase: long enough for the consumer to work through a backlog of slow orders.
+SETTLE = 5.0
+LIMIT = 60.0
+FAULT_WINDOW = 1.5
+
+
+def culprit(seed: int) -> tuple[Dependency, str]:
+    """The dependency that is slow in the world of ``seed``, and the region it is slow for."""
+    rng = random.Random(f"{LAB}/culprit/{seed}")
+    return rng.choice(DEPENDENCIES), rng.choice(REGIONS)
+
+
+# --- the provided dependencies (not the learner's code) ---------------------------------
+
+
+class PickRequest(BaseModel):
+    """Pick the parcel of order ``order_id``: ``qty`` x ``sku``, from the stock room of ``region``."""
+
+    order_id: str
+    sku: str
+    qty: int = Field(ge=1)
+    region: str
+
+
+class DeliveryRequest(BaseModel):
+    """Book the delivery of order ``order_id`` to ``region``."""
+
+    order_id: str
+    region: str
+
+
+def _tag(order_id: str) -> None:
+    """Tag the current (SERVER) span with the order: the checkers' ground truth."""
+    trace.get_current_span().set_attribute("order.id", order_id)
+
+
+async def _work(name: Dependency, region: str, slow_region: str | None, busy: float) -> None:
+    low, high = SLOW_LATENCY if region == slow_region else BASE_LATENCY[name]
+    await sandbox.sleep(random.uniform(low, high))  # seeded by the world inside the sandbox
+    if busy and random.random() < busy:
+        raise HTTPException(503, f"the {name} is busy, try again shortly")
+
+
+def create_warehouse_app(slow_region: str | None = None, busy: float = BUSY["warehouse"], cold: bool = True) -> FastAPI:
+    """The warehouse: ``POST /picks``; slow for ``slow_region``, too busy (503) on a ``busy`` share of
+    calls, and (``cold``) on the first call after it starts, while its stock cache loads."""
+    app = FastAPI(title="warehouse")
+    app.state.picks = []
+    app.state.cold = cold
+
+    @app.post("/picks", status_code=201)
+    async def pick(req: PickRequest) -> dict:
+        _tag(req.order_id)
+        if app.state.cold:
+            app.state.cold = False
+            raise HTTPException(503, "the warehouse is loading its stock cache, try again shortly")
+        await _work("warehouse", req.region, slow_region, busy)
+        app.state.picks.append(req.order_id)
+        return {"order_id": req.order_id, "picked": req.qty}
+
+    return app
+
+
+def create_courier_app(slow_region: str | None = None, busy: float = BUSY["courier"]) -> FastAPI:
+    """The courier: ``POST /deliveries``; slow for ``slow_region``, too busy (503) on a ``busy`` share of calls."""
+    app = FastAPI(title="courier")
+    app.state.deliveries = []
+
+    @app.post("/deliveries", status_code=201)
+    async def deliver(req: DeliveryRequest) -> dict:
+        _tag(req.order_id)
+        await _work("courier", req.region, slow_region, busy)
+        app.state.deliveries.append(req.order_id)
+        return {"order_id": req.order_id, "tracking": f"trk-{req.order_id}"}
+
+    return app
+
+
+# --- the world -----------------------------------------------------------------------
+
+
+class _OpenSpans(SpanProcessor):
+    """Remembers the spans a node's SDK started and has not ended (for ``every_span_ended``)."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, Any] = {}
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.open[span.context.span_id] = span
+
+    def on_end(self, span: Any) -> None:
+        self.open.pop(span.context.span_id, None)
+
+
+#: Where build_world leaves the tracker of the spans open on the learner's replicas: on the world's tracing
+#: set-up, which is made per world and travels with it.
+_TRACKER = "_lab04_open_spans"
+
+
+def build_world(
+    seed: int, create_app: AppFactory, *, customers: int = 3, orders_per_customer: int = 5, replicas: int = 2
+) -> sandbox.World:
+    """The datacenter for ``seed``, with tracing on: the learner's ``orders`` (``replicas``), the
+    ``warehouse`` and the ``courier`` (one of them slow for one region: ``culprit(seed)``), the
+    ``order-placed`` topic, and ``customers`` customers placing ``orders_per_customer`` orders each.
+
+    Example::
+
+        world = build_world(3, solution.create_app)
+        world.run(settle=SETTLE)
+        trace_waterfall(world, slow_traces(world)[0])
+    """
+    slow, region = culprit(seed)
+    world = sandbox.World(seed=seed, tracing=True)
+    world.add_database("orders-db")
+    world.add_service("orders", create_app, replicas=replicas)
+    world.add_service("warehouse", lambda: create_warehouse_app(region if slow == "warehouse" else None),
+                      isolate_module=False)
+    world.add_service("courier", lambda: create_courier_app(region if slow == "courier" else None),
+                      isolate_module=False)
+    world.broker.create_topic(TOPIC, partitions=2)
+    tracker = _OpenSpans()
+    for instance in world.service("orders").instances:
+        world.tracing.provider(instance.name).add_span_processor(tracker)
+    setattr(world.tracing, _TRACKER, tracker)
+    for i in range(customers):
+        world.add_client(f"customer-{i}", customer, orders_per_customer)
+    return world
+
+
+async def customer(client: sandbox.Client, orders: int) -> None:
+    """One customer placing ``orders`` orders, one at a time, each with an id of the customer's
+    choosing: ``place-order`` in the history is ``ok`` (201), ``fail`` (4xx) or ``info`` (unknown)."""
+    await client.sleep(client.random.uniform(0.0, ARRIVAL_WINDOW))
+    for n in range(orders):
+        request = {
+            "id": f"ord-{client.name.removeprefix('customer-')}-{n}",
+            "customer": client.name,
+            "sku": client.random.choice(SKUS),
+            "qty": client.random.choice((1, 1, 2)),
+            "region": client.random.choice(REGIONS),
+        }
+        async with client.operation("place-order", request) as op:
+            try:
+                r = await client.http.post("http://orders/orders", json=request, timeout=CLIENT_TIMEOUT)
+            except sandbox.RequestTimeout:
+                op.info(error="no answer")
+            else:
+                if r.status_code == 201:
+                    op.ok(r.json())
+                elif 400 <= r.status_code < 500:
+                    op.fail({"status": r.status_code, "detail": r.text})
+                else:
+                    op.info({"status": r.status_code, "detail": r.text})
+        await client.sleep(client.random.expovariate(1.0 / THINK_TIME))
+
+
+def scenario(create_app: AppFactory) -> Scenario:
+    """The lab as a scenario to explore: three customers x five orders; shrinking tries fewer."""
+
+    def build(seed: int, customers: int = 3, orders_per_customer: int = 5) -> sandbox.World:
+        return build_world(seed, create_app, customers=customers, orders_per_customer=orders_per_customer)
+
+    name = f"{LAB}:{getattr(create_app, '__module__', '?')}.{getattr(create_app, '__qualname__', '?')}"
+    return Scenario(name, build, {"customers": 3, "orders_per_customer": 5}, settle=SETTLE, limit=LIMIT)
+
+
+def schedules(seed: int) -> Schedule:
+    """The lab's nemesis for ``seed``: two faults on the learner's service (a replica killed and
+    restarted, its links delayed or lossy) and redelivery in the ``fulfilment`` group (a lost
+    commit: the messages since the last commit come again, and must continue their traces)."""
+    drawn = nemesis(seed, ["orders"], kinds=("kill", "delay", "loss"), count=2, within=FAULT_WINDOW,
+                    duration=(0.2, 0.8))
+    rng = random.Random(f"{LAB}/redelivery/{seed}")
+    start = round(rng.uniform(0.0, FAULT_WINDOW), 3)
+    redelivery = Redelivery(GROUP, probability=round(rng.uniform(0.2, 0.6), 2), start=start,
+                            duration=round(rng.uniform(0.5, 1.5), 3))
+    return Schedule(sorted([*drawn, redelivery], key=lambda f: f.start))
+
+
+#: Hand-written schedules that hit the known failure modes of tracing exactly.
+ADVERSARIAL: list[Schedule] = [
+    # Every commit lost for a while: each message is handled twice or more; each time in its order's trace.
+    Schedule([Redelivery(GROUP, probability=1.0, start=0.2, duration=1.0)]),
+    # The courier's and warehouse's answers get lost: calls time out (an error without an answer).
+    Schedule([Loss("orders", peer=("warehouse", "courier"), probability=0.5, direction="from", start=0.1,
+                   duration=1.5)]),
+    # Dependencies slower than any timeout for a while, then a replica killed mid-flight.
+    Schedule([
+        Delay("orders", peer=("warehouse", "courier"), latency=1.2, jitter=0.1, start=0.3, duration=0.8),
+        Kill("orders", mode="one", start=0.7, restart_after=0.3),
+    ]),
+    # A slow database: every request waits on its save, so requests on one replica overlap across
+    # the await (whatever a request keeps outside its own context is overwritten by the next).
+    Schedule([SlowStorage("orders-db", latency=0.2, start=0.0, duration=1.0)]),
+]
+
+
+# --- the invariants ------------------------------------------------------------------
+
+
+def _learner_nodes(world: sandbox.World) -> set[str]:
+    return {i.name for i in world.service("orders").instances}
+
+
+def _orders(world: sandbox.World) -> dict[OrderId, dict[str, Any]]:
+    """Every order a customer asked for (whatever the answer), by id: the request as sent."""
+    return {op.value["id"]: op.value for op in world.history
+            if op.f == "place-order" and op.type == "invoke" and isinstance(op.value, dict)}
+
+
+def _client_traces(world: sandbox.World, spans: list) -> dict[OrderId, int]:
+    """The trace id of each order's request: a customer's n-th request is its n-th CLIENT span."""
+    invokes: dict[str, list[OrderId]] = {}
+    for op in world.history:
+        if op.f == "place-order" and op.type == "invoke":
+            invokes.setdefault(op.process, []).append(op.value["id"])
+    sent: dict[str, list] = {}
+    for span in spans:
+        if span.kind.name == "CLIENT" and node_of(span) in world.clients:
+            sent.setdefault(node_of(span), []).append(span)
+    out = {}
+    for process, ids in invokes.items():
+        node = process.split("#")[0].split("/")[0]
+        for order, span in zip(ids, sorted(sent.get(node, []), key=lambda s: s.start_time)):
+            out[order] = span.context.trace_id
+    return out
+
+
+def _ground_truth_spans(spans: list) -> list:
+    """The SERVER spans of the provided dependencies, each tagged with its order's id."""
+    return [s for s in spans if s.kind.name == "SERVER" and service_of(s) in DEPENDENCIES and "order.id" in s.attributes]
+
+
+def _roots(spans: list) -> dict[int, Any]:
+    return {s.context.trace_id: s for s in spans if s.parent is None}
+
+
+def _summary(name: str, wrong: list[str]) -> Verdict:
+    more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+    return Verdict.failing(name, wrong[0] + more, tuple(wrong))
+
+
+
+
+@dataclass(frozen=True)
+class OneTracePerOrder:
+    """Each order is one trace: the warehouse's and the courier's work for it, and every span tagged
+    with its id, are in the trace of the customer's ``POST /orders`` for it."""
+
+    name: str = "one_trace_per_order"
+
+    def __call__(self, world: sandbox.World) -> Verdict:
+        spans = world.spans()
+        traces = _client_traces(world, spans)
+        truth = _ground_truth_spans(spans)
+        if not truth:
+            return Verdict.unknown(self.name, "no order reached the warehouse or the courier: nothing to follow")
+        roots = _roots(spans)
+        wrong, seen = [], set()
+        for span in sorted((*truth, *(s for s in spans if "order.id" in s.attributes and s not in truth)),
+                           key=lambda s: s.start_time):
+            order = span.attributes["order.id"]
+            expected = traces.get(order)
+            if expected is None or span.context.trace_id == expected:
+                seen.add(order)
+                continue
+            root = roots.get(span.context.trace_id)
+            where = f"; that trace starts at {describe(root)}" if root is not None else ""
+            wrong.append(f"order {order}: the customer's request is trace {short_trace(expected)}, but "
+                         f"{describe(span)} for it is in another trace{where}")
+        if wrong:
+            return _summary(self.name, wrong)
+        return Verdict.passing(self.name, f"{len(seen)} orders, each one trace from the customer's request "
+                                          f"to the courier")
+
+
+@dataclass(frozen=True)
+class RequiredAttributes:
+    """Every span that handles an order in the learner's service carries ``names``, with the
+    order's true values: the SERVER span of each accepted ``POST /orders`` and the CONSUMER span
+    of each ``order-placed`` message."""
+
+    names: tuple[str, ...] = REQUIRED
+
+    @property
+    def name(self) -> str:
+        return f"required_attributes(names={self.names!r})"
+
+    def __call__(self, world: sandbox.World) -> Verdict:
+        orders = _orders(world)
+        mine = _learner_nodes(world)
+        truth = {o: {"order.id": o, "customer.id": r["customer"], "order.region": r["region"]} for o, r in orders.items()}
+        wrong, checked = [], 0
+        for span in world.spans():
+            if node_of(span) not in mine:
+                continue
+            attrs = span.attributes
+            handles = (
+                (span.kind.name == "SERVER" and attrs.get("http.route") == "/orders"
+                 and 200 <= int(attrs.get("http.response.status_code", 0)) < 300)
+                or (span.kind.name == "CONSUMER" and attrs.get("messaging.destination.name") == TOPIC)
+            )
+            if not handles:
+                continue
+            checked += 1
+            missing = [n for n in self.names if attrs.get(n) in (None, "")]
+            if missing:
+                wrong.append(f"{describe(span)} has no {', '.join(missing)}: on-call cannot find this order's "
+                             f"spans (set them with trace.get_current_span().set_attributes(...))")
+                continue
+            expected = truth.get(attrs.get("order.id"))
+            if expected is None:
+                wrong.append(f"{describe(span)} says order.id={attrs.get('order.id')!r}, which no customer ordered")
+                continue
+            bad = [f"{n}={attrs.get(n)!r} (the order's is {expected[n]!r})" for n in self.names
+                   if n in expected and attrs.get(n) != expected[n]]
+            if bad:
+                wrong.append(f"{describe(span)}: {', '.join(bad)}")
+        if not checked:
+            return Verdict.unknown(self.name, "no span handled an order: nothing to check")
+        if wrong:
+            return _summary(self.name, wrong)
+        return Verdict.passing(self.name, f"{checked} spans that handle an order each carry {', '.join(self.names)}")
+
+
+@dataclass(frozen=True)
+class EverySpanEnded:
+    """Every span the learner's code started was ended (spans open on a replica when it crashed excepted)."""
+
+    name: str = "every_span_ended"
+
+    def __call__(self, world: sandbox.World) -> Verdict:
+        tracker = getattr(world.tracing, _TRACKER, None)
+        if tracker is None:
+            return Verdict.unknown(self.name, "the world was not built by build_world: no record of open spans")
+        world.spans()  # build the automatic spans (their SDK spans start and end at once)
+        crashed = crashes(world)
+        wrong, excused = [], 0
+        for span in sorted(tracker.open.values(), key=lambda s: s.start_time):
+            node = node_of(span)
+            if any(t >= started(span) - 1e-9 for t in crashed.get(node, ())):
+                excused += 1
+                continue
+            wrong.append(f"{describe(span)} was started and never ended: use it as a context manager "
+                         f"(with tracer.start_as_current_span(...)), or end it in a finally block")
+        if wrong and not quiet(world):
+            return Verdict.unknown(self.name, f"the run stopped before its quiet phase: {wrong[0]}", tuple(wrong))
+        if wrong:
+            return _summary(self.name, wrong)
+        note = f" ({excused} left open by a crash)" if excused else ""
+        return Verdict.passing(self.name, f"every span the service started was ended{note}")
+
+
+@dataclass(frozen=True)
+class FailuresMarked:
+    """Every dependency call that failed (an error answer, or no answer) and was not retried with
+    success in the same handling is marked: a span of the learner's service enclosing the call (its
+    own span, or the SERVER/CONSUMER span) has status ERROR."""
+
+    name: str = "failures_marked"
+
+    def __call__(self, world: sandbox.World) -> Verdict:
+        spans = world.spans()
+        mine = _learner_nodes(world)
+        by_id = {(s.context.trace_id, s.context.span_id): s for s in spans}
+
+        def parent(s: Any) -> Any:
+            if s.parent is None:
+                return None
+            p = by_id.get((s.context.trace_id, s.parent.span_id))
+            return p if p is not None and node_of(p) == node_of(s) else None
+
+        def entry(s: Any) -> tuple[Any, list] | None:
+            chain, p = [], parent(s)
+            while p is not None:
+                chain.append(p)
+                if p.kind.name in ("SERVER", "CONSUMER"):
+                    return p, chain
+                p = parent(p)
+            return None  # its handling was lost (a crash): nothing to judge
+
+        calls: dict[int, list] = {}  # per handling (entry span id): its dependency calls
+        handled = {}
+        for s in spans:
+            if node_of(s) in mine and s.kind.name == "CLIENT" and "url.full" in s.attributes:
+                found = entry(s)
+                if found is not None:
+                    calls.setdefault(found[0].context.span_id, []).append((s, found[1]))
+                    handled[found[0].context.span_id] = found[0]
+        wrong, failed = [], 0
+        for key, items in calls.items():
+            last: dict[str, tuple] = {}
+            for s, chain in sorted(items, key=lambda item: item[0].start_time):
+                last[s.attributes.get("server.address", "?")] = (s, chain)
+            for s, chain in last.values():
+                if s.status.status_code is not StatusCode.ERROR:
+                    continue
+                failed += 1
+                if any(p.status.status_code is StatusCode.ERROR for p in chain):
+                    continue
+                code = s.attributes.get("http.response.status_code")
+                what = f"answered {code}" if code is not None else "got no answer"
+                wrong.append(
+                    f"{describe(s)} {what} at t={ended(s):.4f}, but {describe(handled[key])} and every span of the "
+                    f"service around the call ended without an error status: the failure leaves no mark (after "
+                    f"span.record_exception(exc), call span.set_status(StatusCode.ERROR, ...))"
+                )
+        if not failed:
+            return Verdict.unknown(self.name, "no dependency call failed in this run: nothing to mark")
+        if wrong:
+            return _summary(self.name, sorted(wrong))
+        return Verdict.passing(self.name, f"every one of {failed} failed dependency calls is marked as an error")
+
+
+def invariants() -> list:
+    """The lab's checkers, in the order a failure is reported."""
+    return [connected_traces(), OneTracePerOrder(), RequiredAttributes(), EverySpanEnded(), FailuresMarked()]
+
+
+# --- the graded answer ------------------------------------------------------------------
+
+
+def order_traces(world: sandbox.World) -> list[tuple[OrderId, int, float]]:
+    """Each order's trace, slowest first: ``(order id, trace id, seconds from the customer's request
+    to the last span of its trace)``. The notebook draws the first few with ``trace_waterfall``.
+
+    Example::
+
+        order, trace_id, took = order_traces(world)[0]
+        sandbox.viz.trace_waterfall(world, trace_id)
+    """
+    spans = world.spans()
+    traces = _client_traces(world, spans)
+    first: dict[int, float] = {}
+    last: dict[int, float] = {}
+    for s in spans:
+        t = s.context.trace_id
+        first[t] = min(first.get(t, started(s)), started(s))
+        last[t] = max(last.get(t, ended(s)), ended(s))
+    rows = [(order, t, last[t] - first[t]) for order, t in traces.items() if t in first]
+    return sorted(rows, key=lambda row: (-row[2], row[0]))
+
+
+def slow_traces(world: sandbox.World, n: int = 3) -> list[int]:
+    """The trace ids of the ``n`` slowest orders (see ``order_traces``)."""
+    return [t for _order, t, _took in order_traces(world)[:n]]
+
+
+def answer_is_right(answer: str, seed: int) -> bool:
+    """True if ``answer`` names the dependency that makes the slow orders slow in the world of ``seed``
+    (``"courier"`` or ``"warehouse"``; case and a leading "the" do not matter).
+
+    Example::
+
+        answer_is_right(slowest_dependency(world), seed)
+    """
+    if not isinstance(answer, str):
+        return False
+    said = answer.strip().lower().removeprefix("the ").strip()
+    return said == culprit(seed)[0]
+
+
+# --- works in staging ----------------------------------------------------------------
+
+
+def happy_path(create_app: AppFactory) -> None:
+    """The "works in staging" test: FastAPI's TestClient, no sandbox world, no faults, no tracing backend.
+
+    One order goes through ``POST /orders`` (201, saved, ``order-placed`` published); the published
+    message, handed to the fulfilment consumer, has the warehouse pick it and the courier deliver it.
+    """
+    warehouse, courier = create_warehouse_app(busy=0.0, cold=False), create_courier_app(busy=0.0)
+    orders = create_app()
+    sandbox.connect_local(orders, warehouse=warehouse, courier=courier)
+    request = {"id": "ord-ada-1", "customer": "ada", "sku": "lamp", "qty": 2, "region": "north"}
+    with TestClient(orders) as tc:
+        r = tc.post("/orders", json=request)
+        assert r.status_code == 201, r.text
+        assert r.json()["id"] == "ord-ada-1", r.json()
+        sent = [m for m in getattr(orders.state, "chaos_dojo_sent", []) if m["topic"] == TOPIC]
+        assert len(sent) == 1 and sent[0]["value"]["id"] == "ord-ada-1", sent
+        subs = [s for s in getattr(orders.state, "chaos_dojo_consumers", []) if s.topic == TOPIC]
+        assert len(subs) == 1, "the service consumes order-placed once"
+        message = sandbox.Message(topic=TOPIC, partition=0, offset=0, key=sent[0]["key"], value=sent[0]["value"],
+                                  headers=sent[0]["headers"], timestamp=0.0)
+        r = tc.post(subs[0].path, json=message.model_dump(mode="json"))
+        assert 200 <= r.status_code < 300, r.text
+    assert warehouse.state.picks == ["ord-ada-1"], f"the warehouse picked {warehouse.state.picks}, not ['ord-ada-1']"
+    assert courier.state.deliveries == ["ord-ada-1"], f"the courier booked deliveries {courier.state.deliveries}, " \
+                                                      f"not ['ord-ada-1']"
+
+
+# --- prove it --------------------------------------------------------------------------
+
+
+def check(
+    create_app: AppFactory, bank: str = "visible", *, secret: str | None = None, shrink: bool = True,
+    workers: int | None = None,
+) -> Counterexample | Passed:
+    """Check ``create_app`` on a seed bank ("visible": the self-checks; "hidden": grading), each seed
+    under its nemesis schedule, then under every ADVERSARIAL schedule (both banks); return the first
+    Counterexample, or a Passed summary of every run.
+
+    Example::
+
+        result = check(solution.create_app, "hidden")
+        assert not result.found and result.ok, result
+    """
+    size = VISIBLE if bank == "visible" else HIDDEN
+    seeds = seed_bank(LAB, bank, size, secret=secret)
+    sc, checks = scenario(create_app), invariants()
+    found = explore(sc, checks, seeds=seeds, schedules=schedules, shrink=shrink, workers=workers)
+    if found.found:
+        return found
+    passes = [found]
+    adversarial = explore(sc, checks, seeds=[seeds[i % len(seeds)] for i in range(len(ADVERSARIAL))],
+                          schedules=ADVERSARIAL, shrink=shrink, workers=workers)
+    if adversarial.found:
+        return adversarial
+    passes.append(adversarial)
+    return Passed(
+        sc, sum(p.runs for p in passes), tuple(s for p in passes for s in p.seeds),
+        tuple(u for p in passes for u in p.undecided), sum(p.seconds for p in passes),
+        (sum(p.faults[0] for p in passes), sum(p.faults[1] for p in passes)),
+        tuple(r for p in passes for r in p.recovery), tuple(sorted({u for p in passes for u in p.unexercised})),
+    )
