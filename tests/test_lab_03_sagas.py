@@ -11,6 +11,7 @@ from types import ModuleType
 import pytest
 from fastapi import FastAPI
 
+from autograder import seed_bank
 from sandbox.explore import Counterexample, Passed
 
 LAB_DIR = Path(__file__).resolve().parent.parent / "labs" / "03-sagas"
@@ -130,15 +131,15 @@ def test_each_adversarial_schedule_acts_on_the_orchestrator():
 
 def test_the_nemesis_never_kills_a_participant():
     """The lab's nemesis kills and pauses only the orchestrator, and every link fault touches it."""
-    for seed in lab.seed_bank(lab.LAB, "hidden", lab.HIDDEN):
+    for seed in seed_bank(lab.LAB, "hidden", lab.HIDDEN):
         for fault in lab.schedules(seed):
             assert "orders" in fault.target or "orders" in (getattr(fault, "peer", None) or ()), fault
 
 
 def test_visible_and_hidden_banks_differ():
     """The self-check seeds and the grading seeds share nothing."""
-    visible = lab.seed_bank(lab.LAB, "visible", lab.VISIBLE)
-    hidden = lab.seed_bank(lab.LAB, "hidden", lab.HIDDEN)
+    visible = seed_bank(lab.LAB, "visible", lab.VISIBLE)
+    hidden = seed_bank(lab.LAB, "hidden", lab.HIDDEN)
     assert len(visible) == lab.VISIBLE and len(hidden) == lab.HIDDEN
     assert not set(visible) & set(hidden)
 

@@ -13,6 +13,7 @@ import pytest
 from fastapi import Depends, FastAPI
 
 import sandbox
+from autograder import seed_bank
 from sandbox.checkers import connected_traces
 from sandbox.explore import Counterexample, Passed
 from sandbox.faults import Schedule
@@ -206,7 +207,7 @@ def test_the_invariants_do_not_pass_a_service_that_traces_nothing():
     assert not verdicts["failures_marked"].passed
 
 
-@pytest.mark.parametrize("seed", lab.seed_bank(lab.LAB, "visible", lab.VISIBLE))
+@pytest.mark.parametrize("seed", seed_bank(lab.LAB, "visible", lab.VISIBLE))
 def test_the_solutions_traces_find_the_slow_dependency(seed: int):
     """From the solution's traces, the reference analysis names the dependency that makes slow orders
     slow, and answer_is_right agrees (and rejects the other dependency)."""
@@ -228,7 +229,7 @@ def test_answer_is_right_reads_answers_as_a_person_would():
 
 def test_the_culprit_depends_on_the_seed():
     """Both dependencies are the slow one on some hidden seeds, so an answer cannot be learned by heart."""
-    culprits = {lab.culprit(seed)[0] for seed in lab.seed_bank(lab.LAB, "hidden", lab.HIDDEN)}
+    culprits = {lab.culprit(seed)[0] for seed in seed_bank(lab.LAB, "hidden", lab.HIDDEN)}
     assert culprits == set(lab.DEPENDENCIES)
 
 
@@ -243,8 +244,8 @@ def test_order_traces_lists_every_order_slowest_first():
 
 def test_visible_and_hidden_banks_differ():
     """The self-check seeds and the grading seeds share nothing."""
-    visible = lab.seed_bank(lab.LAB, "visible", lab.VISIBLE)
-    hidden = lab.seed_bank(lab.LAB, "hidden", lab.HIDDEN)
+    visible = seed_bank(lab.LAB, "visible", lab.VISIBLE)
+    hidden = seed_bank(lab.LAB, "hidden", lab.HIDDEN)
     assert len(visible) == lab.VISIBLE and len(hidden) == lab.HIDDEN
     assert not set(visible) & set(hidden)
 

@@ -24,8 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +34,9 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 import sandbox
-from autograder.seeds import seed_bank
+from autograder.labs import check_bank, load_module, mutant_names
 from sandbox.checkers import Verdict, exactly_once, no_double_charge
-from sandbox.explore import Counterexample, Passed, Scenario, explore
+from sandbox.explore import Counterexample, Passed, Scenario
 from sandbox.faults import (
     Delay,
     Duplicate,
@@ -83,25 +81,14 @@ AppFactory = Callable[[], Any]
 
 
 def load(name: str) -> ModuleType:
-    """The module ``name`` of this lab (``"generated"``, ``"solution"``, ``"mutants/memory_keys"``).
-
-    It is registered in ``sys.modules`` so that each replica of a world runs a fresh copy of
-    it (``isolate_module=True``): module-level state is per replica, as in production.
-    """
-    path = HERE / f"{name}.py"
-    module_name = f"chaos_dojo_labs.lab02.{name.replace('/', '.')}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise sandbox.UnknownNameError(f"no module {name!r} in {HERE}: use 'generated', 'solution' or 'mutants/NAME'")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The module ``name`` of this lab (``"generated"``, a solution, ``"mutants/NAME"``), a fresh copy
+    per replica in a world (see ``autograder.labs.load_module``)."""
+    return load_module(HERE, name, "chaos_dojo_labs.lab02")
 
 
 def mutants() -> list[str]:
-    """The names of the partial fixes in ``mutants/``, sorted (``"mutants/http_only"``...)."""
-    return sorted(f"mutants/{p.stem}" for p in (HERE / "mutants").glob("*.py") if not p.stem.startswith("_"))
+    """The names of the partial fixes in ``mutants/``, sorted (``"mutants/NAME"``)."""
+    return mutant_names(HERE)
 
 
 # --- what surrounds the service: the billing job that publishes payment-requested events ----
@@ -416,25 +403,5 @@ def check(
     or ``Passed`` over every run. Deterministic: the same inputs give the same result.
     """
     size = VISIBLE if bank == "visible" else HIDDEN
-    seeds = seed_bank(LAB, bank, size, secret=secret)  # raises ValueError on a bad bank
-    the_scenario = scenario(create_app)
-    checks = invariants()
-    found = explore(the_scenario, checks, seeds=seeds, schedules=schedules, shrink=shrink, workers=workers)
-    if found.found:
-        return found
-    paired = (seeds * len(ADVERSARIAL))[: len(ADVERSARIAL)]
-    hard = explore(the_scenario, checks, seeds=paired, schedules=ADVERSARIAL, shrink=shrink, workers=workers)
-    if hard.found:
-        return hard
-    return _merge(found, hard)
-
-
-def _merge(a: Passed, b: Passed) -> Passed:
-    recovery: dict[str, int] = dict(a.recovery)
-    for path, n in b.recovery:
-        recovery[path] = recovery.get(path, 0) + n
-    return Passed(
-        a.scenario, a.runs + b.runs, a.seeds, a.undecided + b.undecided, a.seconds + b.seconds,
-        (a.faults[0] + b.faults[0], a.faults[1] + b.faults[1]), tuple(sorted(recovery.items())),
-        tuple(m for m in a.unexercised if m in b.unexercised),
-    )
+    return check_bank(LAB, bank, size, scenario(create_app), invariants(), schedules, ADVERSARIAL,
+                      secret=secret, shrink=shrink, workers=workers)

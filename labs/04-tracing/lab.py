@@ -67,7 +67,7 @@ from opentelemetry.trace import StatusCode
 from pydantic import BaseModel, Field
 
 import sandbox
-from autograder.seeds import seed_bank
+from autograder.labs import check_bank
 from sandbox.checkers import Verdict, connected_traces
 from sandbox.checkers._common import crashes, quiet
 from sandbox.checkers.traces import (
@@ -78,7 +78,7 @@ from sandbox.checkers.traces import (
     short_trace,
     started,
 )
-from sandbox.explore import Counterexample, Passed, Scenario, explore
+from sandbox.explore import Counterexample, Passed, Scenario
 from sandbox.faults import Delay, Kill, Loss, Redelivery, Schedule, SlowStorage, nemesis
 
 LAB = "04-tracing"
@@ -617,20 +617,5 @@ def check(
         assert not result.found and result.ok, result
     """
     size = VISIBLE if bank == "visible" else HIDDEN
-    seeds = seed_bank(LAB, bank, size, secret=secret)
-    sc, checks = scenario(create_app), invariants()
-    found = explore(sc, checks, seeds=seeds, schedules=schedules, shrink=shrink, workers=workers)
-    if found.found:
-        return found
-    passes = [found]
-    adversarial = explore(sc, checks, seeds=[seeds[i % len(seeds)] for i in range(len(ADVERSARIAL))],
-                          schedules=ADVERSARIAL, shrink=shrink, workers=workers)
-    if adversarial.found:
-        return adversarial
-    passes.append(adversarial)
-    return Passed(
-        sc, sum(p.runs for p in passes), tuple(s for p in passes for s in p.seeds),
-        tuple(u for p in passes for u in p.undecided), sum(p.seconds for p in passes),
-        (sum(p.faults[0] for p in passes), sum(p.faults[1] for p in passes)),
-        tuple(r for p in passes for r in p.recovery), tuple(sorted({u for p in passes for u in p.unexercised})),
-    )
+    return check_bank(LAB, bank, size, scenario(create_app), invariants(), schedules, ADVERSARIAL,
+                      secret=secret, shrink=shrink, workers=workers)

@@ -169,6 +169,21 @@ class Passed:
             lines += [f"  {m}" for m in self.unexercised]
         return "\n".join(lines)
 
+    def __add__(self, other: Passed) -> Passed:
+        """Two green explorations of one scenario as one: runs, faults and recovery paths add up;
+        an assertion is unexercised only if neither exercised it."""
+        if not isinstance(other, Passed):
+            return NotImplemented
+        recovery: dict[str, int] = dict(self.recovery)
+        for path, n in other.recovery:
+            recovery[path] = recovery.get(path, 0) + n
+        return Passed(
+            self.scenario, self.runs + other.runs, self.seeds + tuple(s for s in other.seeds if s not in self.seeds),
+            self.undecided + other.undecided, self.seconds + other.seconds,
+            (self.faults[0] + other.faults[0], self.faults[1] + other.faults[1]), tuple(sorted(recovery.items())),
+            tuple(m for m in self.unexercised if m in other.unexercised),
+        )
+
     def _repr_html_(self) -> str:
         from html import escape
 
