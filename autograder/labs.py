@@ -15,13 +15,14 @@ Example (inside a lab's ``lab.py``)::
 from __future__ import annotations
 
 import importlib.util
+import linecache
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sandbox.errors import UnknownNameError
+from sandbox.errors import ConfigError, UnknownNameError
 from sandbox.explore import Counterexample, Passed, Scenario, explore
 from sandbox.faults import Schedule
 
@@ -55,6 +56,94 @@ def mutant_names(folder: Path) -> list[str]:
     return sorted(f"mutants/{p.stem}" for p in (folder / "mutants").glob("*.py") if not p.stem.startswith("_"))
 
 
+def service_factory(create_app: Callable[[], Any]) -> Callable[[], Any]:
+    """``create_app`` as the world should run it: each replica on a fresh copy of its code.
+
+    A factory from a ``.py`` file is returned as it is: the world re-runs its module for each
+    replica (``isolate_module``). A factory defined in a notebook cell lives in ``__main__``,
+    which cannot be re-run; so the cell that defined it (IPython keeps each cell's source) is
+    run afresh for each replica, as a module of its own, and its ``create_app`` is called.
+    Without this, a dictionary at the top of the cell would be one memory shared by every
+    replica and surviving every crash: a fix that no real deployment could have.
+
+    The cell must therefore hold the service and only the service (imports, constants,
+    functions, ``create_app``); anything else in it runs again at every replica's start.
+    """
+    if getattr(create_app, "__chaos_dojo_cell__", None) is not None:
+        return create_app
+    code = getattr(create_app, "__code__", None)
+    if getattr(create_app, "__module__", None) != "__main__" or code is None:
+        return create_app
+    lines = linecache.getlines(code.co_filename)
+    if not lines:
+        return create_app
+    source = "".join(lines)
+    compiled = compile(source, code.co_filename, "exec", dont_inherit=True)
+    name = create_app.__name__
+
+    def fresh_replica() -> Any:
+        module = ModuleType("chaos_dojo_service_cell")
+        module.__dict__["__builtins__"] = __builtins__
+        sys.modules[module.__name__] = module  # pydantic resolves string annotations through it
+        try:
+            exec(compiled, module.__dict__)
+        except Exception as exc:
+            raise ConfigError(
+                f"running the cell that defines {name}() again for a new replica failed ({type(exc).__name__}: "
+                f"{exc}). Keep the service, and only the service, in that cell: its imports, constants, "
+                f"functions and {name}(), nothing that runs the lab"
+            ) from exc
+        factory = getattr(module, name, None)
+        if not callable(factory):
+            raise ConfigError(f"the cell that defined {name}() no longer defines it; run the service cell again")
+        return factory()
+
+    fresh_replica.__chaos_dojo_cell__ = create_app  # type: ignore[attr-defined]
+    fresh_replica.__module__ = create_app.__module__
+    fresh_replica.__qualname__ = create_app.__qualname__
+    fresh_replica.__name__ = name
+    return fresh_replica
+
+
+def select(invariants: Sequence[Any], only: Sequence[str]) -> list[Any]:
+    """The ``invariants`` named in ``only`` (all of them if ``only`` is empty), in their order.
+    A name is the invariant's name up to its arguments: ``"exactly_once"`` for ``exactly_once(db=...)``.
+
+    Raises:
+        UnknownNameError: a name that none of the invariants has.
+    """
+    if not only:
+        return list(invariants)
+    short = [inv.name.split("(")[0] for inv in invariants]
+    unknown = [n for n in only if n not in short]
+    if unknown:
+        raise UnknownNameError(f"no invariant named {unknown[0]!r} in this lab; its invariants: {short}")
+    return [inv for inv, name in zip(invariants, short) if name in only]
+
+
+def must_pass(result: Counterexample | Passed) -> Passed:
+    """What a grade cell asserts: ``result`` passed. Otherwise AssertionError with the counterexample
+    (the violated invariant, its evidence, the shrunk schedule and the replay line), never the bank."""
+    if isinstance(result, Passed) and result.ok:
+        return result
+    raise AssertionError(f"\n{result}")
+
+
+def grader(check: Callable[..., Counterexample | Passed]) -> Callable[..., Passed]:
+    """A lab's ``grade`` from its ``check``: what a grade cell runs.
+
+    ``grade(create_app, *only, secret=None)`` checks the hidden bank (drawn from ``secret`` or the
+    grading secret: no seed is written in the notebook), only the invariants named in ``only``
+    (all if none), and returns the ``Passed``, or raises AssertionError with the counterexample.
+    """
+
+    def grade(create_app: Callable[[], Any], *only: str, secret: str | None = None) -> Passed:
+        return must_pass(check(create_app, "hidden", secret=secret, only=only))
+
+    grade.__doc__ = grader.__doc__
+    return grade
+
+
 def check_bank(
     lab: str,
     bank: str,
@@ -67,14 +156,18 @@ def check_bank(
     secret: str | None = None,
     shrink: bool = True,
     workers: int | None = None,
+    only: Sequence[str] = (),
 ) -> Counterexample | Passed:
     """Run ``scenario`` on ``size`` seeds of the lab's ``bank`` under ``schedules``, then each
     ``adversarial`` schedule paired with the bank's first seeds; return the first
     ``Counterexample`` (shrunk unless ``shrink=False``), or ``Passed`` over every run.
+    ``only`` names the invariants to check (a grade cell's part); empty: all of them.
 
     Raises:
         ValueError: a bank other than "visible" or "hidden" (from ``seed_bank``).
+        UnknownNameError: a name in ``only`` that is not one of ``invariants``.
     """
+    invariants = select(invariants, only)
     seeds = seed_bank(lab, bank, size, secret=secret)
     found = explore(scenario, invariants, seeds=seeds, schedules=schedules, shrink=shrink, workers=workers)
     if found.found or not adversarial:

@@ -258,6 +258,7 @@ def course_command(
         # [sys.executable, '-m', 'jupyterlab', 'course/00-start-here.ipynb',
         #  '--ServerApp.root_dir=/work/chaos-dojo',
         #  '--LabApp.default_url=/lab/tree/course/00-start-here.ipynb',
+        #  '--LabApp.app_settings_dir=/work/chaos-dojo/binder/jupyterlab',
         #  '--ServerApp.log_level=WARN', '--LabApp.log_level=WARN', '--no-browser', '--port=8899']
     """
     notebook = START_NOTEBOOK.as_posix()
@@ -269,6 +270,8 @@ def course_command(
         f"--ServerApp.root_dir={root}",
         # The URL JupyterLab prints (when it cannot open a browser) leads straight to the notebook.
         f"--LabApp.default_url=/lab/tree/{notebook}",
+        # The course's JupyterLab settings (binder/jupyterlab/overrides.json): no news or update pop-ups.
+        f"--LabApp.app_settings_dir={root / 'binder' / 'jupyterlab'}",
         # Warnings and the URL only (JupyterLab prints the URL at the critical level).
         "--ServerApp.log_level=WARN",
         "--LabApp.log_level=WARN",
@@ -280,6 +283,18 @@ def course_command(
     if allow_root:
         argv.append("--allow-root")
     return argv
+
+
+def course_environment() -> dict[str, str]:
+    """The environment JupyterLab runs in: this one, with this Python's scripts first on ``PATH``.
+
+    ``.venv/bin/dojo course`` works without activating the venv, but what JupyterLab starts
+    must still find the venv's tools: nbgrader's formgrader runs ``alembic`` to set up its
+    gradebook, and would otherwise fail with "No such file or directory: 'alembic'".
+    """
+    scripts = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return {**os.environ, "PATH": scripts + (os.pathsep + path if path else "")}
 
 
 def _course(args: argparse.Namespace) -> int:
@@ -295,7 +310,7 @@ def _course(args: argparse.Namespace) -> int:
     as_root = hasattr(os, "geteuid") and os.geteuid() == 0
     argv = course_command(root, no_browser=no_browser, port=args.port, allow_root=as_root)
     try:
-        return subprocess.call(argv, cwd=root)
+        return subprocess.call(argv, cwd=root, env=course_environment())
     except KeyboardInterrupt:  # Ctrl-C stops JupyterLab: a normal way to leave
         return 0
     except OSError as exc:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from sandbox import cli
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_run_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,6 +83,7 @@ def test_course_command_starts_jupyterlab_on_the_first_notebook(tmp_path: Path) 
     assert argv[:4] == [sys.executable, "-m", "jupyterlab", "course/00-start-here.ipynb"]
     assert f"--ServerApp.root_dir={tmp_path}" in argv
     assert "--LabApp.default_url=/lab/tree/course/00-start-here.ipynb" in argv
+    assert f"--LabApp.app_settings_dir={tmp_path / 'binder' / 'jupyterlab'}" in argv
     assert argv[-2:] == ["--no-browser", "--port=8899"]
     plain = cli.course_command(tmp_path)
     assert "--no-browser" not in plain and not any(a.startswith("--port") for a in plain)
@@ -103,7 +107,7 @@ def test_course_runs_the_command_without_a_browser(
     calls: list[tuple[list[str], Path]] = []
     monkeypatch.setattr(cli, "find_repository", lambda start=None: tmp_path)
     monkeypatch.setattr(cli, "browser_available", lambda: False)
-    monkeypatch.setattr(cli.subprocess, "call", lambda argv, cwd: calls.append((argv, cwd)) or 0)
+    monkeypatch.setattr(cli.subprocess, "call", lambda argv, cwd, env: calls.append((argv, cwd)) or 0)
     assert cli.main(["course", "--port", "8899"]) == 0
     [(argv, cwd)] = calls
     assert cwd == tmp_path
@@ -144,3 +148,18 @@ def test_explore_refuses_bad_arguments_in_one_line(argv: list[str], message: str
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_the_course_runs_with_this_pythons_scripts_on_path(monkeypatch) -> None:
+    """JupyterLab's children (nbgrader's alembic, kernels) find the venv's scripts without an activated venv."""
+    monkeypatch.setenv("PATH", "/usr/bin")
+    env = cli.course_environment()
+    assert env["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin"]
+
+
+def test_the_course_settings_turn_the_news_pop_up_off() -> None:
+    """The settings the course's JupyterLab reads switch off the news and update notifications."""
+    import json
+
+    settings = json.loads((ROOT / "binder" / "jupyterlab" / "overrides.json").read_text())
+    assert settings["@jupyterlab/apputils-extension:notification"] == {"checkForUpdates": False, "fetchNews": "false"}

@@ -8,8 +8,9 @@ import pytest
 
 import sandbox
 from autograder.labs import load_module, mutant_names
+from sandbox.checkers import no_double_charge
 from sandbox.examples import order_system
-from sandbox.explore import Passed
+from sandbox.explore import Passed, explore
 
 IDEMPOTENCY = Path(__file__).resolve().parent.parent / "labs" / "02-idempotency"
 
@@ -37,3 +38,87 @@ def test_an_unknown_lab_module_is_named_with_the_known_ones():
     """A module that is not in the lab's folder raises UnknownNameError listing what is there."""
     with pytest.raises(sandbox.UnknownNameError, match=r"no module 'solutoin'.*'solution'"):
         load_module(IDEMPOTENCY, "solutoin", "chaos_dojo_labs.test")
+
+
+def _notebook_cell(source: str, filename: str) -> dict:
+    """Run ``source`` as IPython runs a cell: in ``__main__``'s name, its text kept in linecache."""
+    import linecache
+
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace
+
+
+CELL = '''
+from fastapi import FastAPI
+
+SEEN = []          # module-level memory: each replica must get its own
+
+
+def create_app():
+    app = FastAPI()
+    SEEN.append(len(SEEN))
+    app.state.seen = list(SEEN)
+    return app
+'''
+
+
+def test_a_factory_from_a_notebook_cell_gets_fresh_module_state_per_replica():
+    """A cell-defined create_app is re-run from the cell's text for each replica: module state is not shared."""
+    from autograder.labs import service_factory
+
+    namespace = _notebook_cell(CELL, "/tmp/ipykernel_0/cell-1.py")
+    factory = service_factory(namespace["create_app"])
+    assert factory is not namespace["create_app"] and service_factory(factory) is factory
+    assert factory().state.seen == [0] and factory().state.seen == [0]      # each replica: a fresh SEEN
+    assert namespace["SEEN"] == []                                          # the notebook's own is untouched
+    direct = namespace["create_app"]
+    assert direct().state.seen == [0] and direct().state.seen == [0, 1]     # what sharing would have looked like
+
+
+def test_a_cell_that_cannot_run_again_names_the_rule():
+    """A service cell that needs other cells' names fails at the replica's start with a ConfigError saying why."""
+    from autograder.labs import service_factory
+
+    source = "def create_app():\n    return helper()\n\nhelper_result = helper()\n"
+    linecache_name = "/tmp/ipykernel_0/cell-2.py"
+    namespace = {"__name__": "__main__", "helper": lambda: "app"}
+    import linecache
+
+    linecache.cache[linecache_name] = (len(source), None, source.splitlines(keepends=True), linecache_name)
+    exec(compile(source, linecache_name, "exec"), namespace)
+    with pytest.raises(sandbox.ConfigError, match=r"NameError.*only the service"):
+        service_factory(namespace["create_app"])()
+
+
+def test_a_factory_from_a_file_is_left_to_the_world():
+    """A factory from a .py module is returned as it is (the world re-runs its module per replica)."""
+    from autograder.labs import service_factory
+
+    module = load_module(IDEMPOTENCY, "solution", "chaos_dojo_labs.test")
+    assert service_factory(module.create_app) is module.create_app
+
+
+def test_grade_parts_select_invariants_by_name_and_unknown_names_are_listed():
+    """`only` picks invariants by their name up to the arguments; a typo lists the lab's names."""
+    from autograder.labs import select
+    from sandbox.checkers import exactly_once, no_double_charge
+
+    invs = [no_double_charge(), exactly_once(db="db", table="charges", key="order_id", topic="t", group="g")]
+    assert select(invs, ()) == invs
+    assert select(invs, ("exactly_once",)) == invs[1:]
+    with pytest.raises(sandbox.UnknownNameError, match=r"'no_double_charges'.*'no_double_charge', 'exactly_once'"):
+        select(invs, ("no_double_charges",))
+
+
+def test_a_grade_cell_fails_with_the_counterexample_and_passes_quietly():
+    """must_pass returns a green Passed, and raises AssertionError carrying the counterexample's text otherwise."""
+    from autograder.labs import must_pass
+
+    found = explore(order_system.scenario, [no_double_charge()], seeds=[0], schedules=order_system.nemesis,
+                    shrink=False)
+    with pytest.raises(AssertionError, match=r"(?s)Counterexample.*Broken: no_double_charge"):
+        must_pass(found)
+    green = Passed(order_system.scenario, 1, (1,), (), 0.1, (0, 0), (), ())
+    assert must_pass(green) is green

@@ -57,7 +57,13 @@ from types import ModuleType
 from typing import Any
 
 import sandbox
-from autograder.labs import check_bank, load_module, mutant_names
+from autograder.labs import (
+    check_bank,
+    grader,
+    load_module,
+    mutant_names,
+    service_factory,
+)
 from sandbox.checkers import Call, Verdict, check_linearizability
 from sandbox.explore import Counterexample, Passed, Scenario
 from sandbox.faults import (
@@ -251,6 +257,7 @@ def build_world(seed: int, create_app: AppFactory, *, clients: int = 4, requests
 
 def scenario(create_app: AppFactory, **workload: int) -> Scenario:
     """The lab as a scenario to explore: four clients sending twelve requests each, then the audit."""
+    create_app = service_factory(create_app)
 
     def build(seed: int, clients: int = 4, requests: int = 12) -> sandbox.World:
         return build_world(seed, create_app, clients=clients, requests=requests)
@@ -617,6 +624,7 @@ def check(
     choice: str | None = None,
     shrink: bool = True,
     workers: int | None = None,
+    only: tuple[str, ...] = (),
 ) -> Result:
     """Run the lab's checks on ``create_app`` against its declared CAP choice (``choice``
     overrides it): the ``bank`` of seeds ("visible": VISIBLE seeds; "hidden": HIDDEN seeds,
@@ -630,4 +638,8 @@ def check(
     choice = cap_choice(create_app) if choice is None else choice
     size = VISIBLE if bank == "visible" else HIDDEN
     return check_bank(LAB, bank, size, scenario(create_app), invariants(choice), schedules, ADVERSARIAL,
-                      secret=secret, shrink=shrink, workers=workers)
+                      secret=secret, shrink=shrink, workers=workers, only=only)
+
+
+#: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
+grade = grader(check)

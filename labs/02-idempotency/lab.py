@@ -34,7 +34,13 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 import sandbox
-from autograder.labs import check_bank, load_module, mutant_names
+from autograder.labs import (
+    check_bank,
+    grader,
+    load_module,
+    mutant_names,
+    service_factory,
+)
 from sandbox.checkers import Verdict, exactly_once, no_double_charge
 from sandbox.explore import Counterexample, Passed, Scenario
 from sandbox.faults import (
@@ -261,6 +267,7 @@ def build_world(
 
 def scenario(create_app: AppFactory, **workload: int) -> Scenario:
     """The lab as a scenario to explore: four shoppers paying three orders each, six events."""
+    create_app = service_factory(create_app)
 
     def build(seed: int, shoppers: int = 4, payments: int = 3, renewals: int = 6) -> sandbox.World:
         return build_world(seed, create_app, shoppers=shoppers, payments=payments, renewals=renewals)
@@ -395,6 +402,7 @@ def check(
     secret: str | None = None,
     shrink: bool = True,
     workers: int | None = None,
+    only: tuple[str, ...] = (),
 ) -> Result:
     """Run the lab's checks on ``create_app``: the ``bank`` of seeds ("visible": VISIBLE seeds,
     the self-checks; "hidden": HIDDEN seeds, grading, drawn from ``secret`` or the grading
@@ -404,4 +412,8 @@ def check(
     """
     size = VISIBLE if bank == "visible" else HIDDEN
     return check_bank(LAB, bank, size, scenario(create_app), invariants(), schedules, ADVERSARIAL,
-                      secret=secret, shrink=shrink, workers=workers)
+                      secret=secret, shrink=shrink, workers=workers, only=only)
+
+
+#: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
+grade = grader(check)

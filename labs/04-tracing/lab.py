@@ -67,7 +67,7 @@ from opentelemetry.trace import StatusCode
 from pydantic import BaseModel, Field
 
 import sandbox
-from autograder.labs import check_bank
+from autograder.labs import check_bank, grader, service_factory
 from sandbox.checkers import Verdict, connected_traces
 from sandbox.checkers._common import crashes, quiet
 from sandbox.checkers.traces import (
@@ -266,6 +266,7 @@ async def customer(client: sandbox.Client, orders: int) -> None:
 
 def scenario(create_app: AppFactory) -> Scenario:
     """The lab as a scenario to explore: three customers x five orders; shrinking tries fewer."""
+    create_app = service_factory(create_app)
 
     def build(seed: int, customers: int = 3, orders_per_customer: int = 5) -> sandbox.World:
         return build_world(seed, create_app, customers=customers, orders_per_customer=orders_per_customer)
@@ -606,6 +607,7 @@ def happy_path(create_app: AppFactory) -> None:
 def check(
     create_app: AppFactory, bank: str = "visible", *, secret: str | None = None, shrink: bool = True,
     workers: int | None = None,
+    only: tuple[str, ...] = (),
 ) -> Counterexample | Passed:
     """Check ``create_app`` on a seed bank ("visible": the self-checks; "hidden": grading), each seed
     under its nemesis schedule, then under every ADVERSARIAL schedule (both banks); return the first
@@ -618,4 +620,8 @@ def check(
     """
     size = VISIBLE if bank == "visible" else HIDDEN
     return check_bank(LAB, bank, size, scenario(create_app), invariants(), schedules, ADVERSARIAL,
-                      secret=secret, shrink=shrink, workers=workers)
+                      secret=secret, shrink=shrink, workers=workers, only=only)
+
+
+#: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
+grade = grader(check)

@@ -1,0 +1,112 @@
+"""The labs as an nbgrader course (autograder.nbgrader, nbgrader_config.py): release, then autograde."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from autograder.seeds import seed_bank
+
+ROOT = Path(__file__).resolve().parent.parent
+LABS = sorted(p.parent for p in (ROOT / "labs").glob("*/lab.ipynb"))
+SERVICE = {"grade": False, "solution": True, "locked": False, "grade_id": "service", "schema_version": 3}
+GRADED = {"grade": True, "solution": False, "locked": True, "points": 10, "grade_id": "fixed", "schema_version": 3}
+
+
+def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the nbgrader command line in ``course`` as an instructor would, with this venv's tools on PATH
+    (nbgrader runs ``alembic`` to set its gradebook up)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _course(tmp_path: Path) -> Path:
+    """An empty course set up as the repository's is (its nbgrader_config.py, rooted where it lies)."""
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
+    return tmp_path
+
+
+def _toy_lab(course: Path) -> Path:
+    """A lab of the repository's shape, small enough to autograde in seconds."""
+    folder = course / "labs" / "toy"
+    (folder / "mutants").mkdir(parents=True)
+    (folder / "lab.py").write_text('def grade(f):\n    assert f() == "fixed", f"create_app() gave {f()!r}"\n')
+    (folder / "solution.py").write_text('def create_app():\n    return "fixed"\n')
+    (folder / "mutants" / "half.py").write_text('def create_app():\n    return "half"\n')
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells = [
+        new_markdown_cell("# A toy lab"),
+        new_code_cell("import lab"),
+        new_code_cell("def create_app():\n    return 'generated'  # the flaw", metadata={"nbgrader": SERVICE}),
+        new_code_cell('"""Check that it is fixed."""\nlab.grade(create_app)',
+                      metadata={"nbgrader": GRADED, "tags": ["raises-exception"]}),
+    ]
+    nbformat.write(nb, folder / "lab.ipynb")
+    return folder
+
+
+def test_a_release_keeps_the_generated_code_and_leaves_the_solutions_out(tmp_path):
+    """generate_assignment releases the service cell as written (not nbgrader's stub), locks the grade cells,
+    and copies neither the reference solution nor the mutants."""
+    course = _course(tmp_path)
+    _toy_lab(course)
+    _nbgrader(course, "generate_assignment", "toy")
+    release = course / "release" / "toy"
+    assert sorted(p.name for p in release.iterdir()) == ["lab.ipynb", "lab.py"]
+    cells = nbformat.read(release / "lab.ipynb", as_version=4).cells
+    assert cells[2].source == "def create_app():\n    return 'generated'  # the flaw"
+    assert cells[3].metadata["editable"] is False and cells[3].metadata["deletable"] is False
+
+
+def test_autograde_scores_the_learners_cell_with_the_courses_own_grader(tmp_path):
+    """autograde keeps each learner's service cell, restores the grade cells and lab.py from the source (a
+    learner's edited lab.py does not count), and scores 0 for the generated code, 10 for a fix."""
+    course = _course(tmp_path)
+    _toy_lab(course)
+    _nbgrader(course, "generate_assignment", "toy")
+    for student, code in (("ada", None), ("grace", "return 'fixed'")):
+        folder = course / "submitted" / student / "toy"
+        shutil.copytree(course / "release" / "toy", folder)
+        (folder / "lab.py").write_text("def grade(f):\n    pass\n")  # tampering: always passes
+        if code:
+            path = folder / "lab.ipynb"
+            nb = nbformat.read(path, as_version=4)
+            nb.cells[2].source = nb.cells[2].source.replace("return 'generated'  # the flaw", code)
+            nbformat.write(nb, path)
+    _nbgrader(course, "autograde", "toy")
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="chaos-dojo") as gb:
+        scores = {s: gb.find_submission("toy", s).score for s in ("ada", "grace")}
+    assert scores == {"ada": 0.0, "grace": 10.0}
+
+
+@pytest.mark.parametrize("folder", LABS, ids=lambda p: p.name)
+def test_each_lab_releases_as_an_assignment(folder: Path, tmp_path):
+    """Each lab releases: its notebook with the generated code in the service cell, graded parts worth 10
+    points, lab.py and the generated module; no solution, answer or mutant; no hidden seed in the text."""
+    course = _course(tmp_path)
+    shutil.copytree(folder, course / "labs" / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
+    _nbgrader(course, "generate_assignment", folder.name)
+    release = course / "release" / folder.name
+    names = sorted(p.name for p in release.iterdir())
+    assert "lab.ipynb" in names and "lab.py" in names and "generated.py" in names, names
+    assert not [n for n in names if n.startswith(("solution", "answer", "mutants"))], names
+    nb = nbformat.read(release / "lab.ipynb", as_version=4)
+    service = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "service"]
+    assert [c.source.rstrip() for c in service] == [(folder / "generated.py").read_text().rstrip()]
+    points = sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    assert points == 10
+    text = (release / "lab.ipynb").read_text()
+    hidden = seed_bank(folder.name, "hidden", 30)
+    assert not [s for s in hidden if str(s) in text]
