@@ -45,7 +45,16 @@ from .broker import Broker, Message, Producer, RecordMetadata, consumer
 from .clients import Client, Operation
 from .clocks import Clock
 from .connections import Database, Transaction
-from .deps import clock, database, disk, hostname, http_client, producer, tracer
+from .deps import (
+    clock,
+    database,
+    disk,
+    hostname,
+    http_client,
+    producer,
+    resolve,
+    tracer,
+)
 from .errors import (
     BadSeedError,
     ConfigError,
@@ -98,6 +107,7 @@ __all__ = [
     "clock",
     "tracer",
     "hostname",
+    "resolve",
     "consumer",
     "connect_local",
     "Database",

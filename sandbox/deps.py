@@ -188,6 +188,41 @@ async def tracer(request: Request) -> Any:
     return node.world.tracing.tracer_for(node)
 
 
+async def resolve(app: Any, dependency: Callable[..., Any]) -> Any:
+    """The client a sandbox dependency gives, outside any request: for a loop the app's lifespan
+    starts (a recovery loop, a gossip loop, an outbox relay), which has no request to depend on.
+
+    ``dependency`` is what you would pass to ``Depends``: ``sandbox.database("orders-db")``,
+    ``sandbox.http_client``, ``sandbox.producer``, ``sandbox.clock``, ``sandbox.tracer``,
+    ``sandbox.disk``. Inside a World the client belongs to the replica running the loop;
+    outside one (FastAPI's TestClient) it is the same local stand-in the app's requests get.
+
+    Example::
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(recovery_loop, app)
+                yield
+                tasks.cancel_scope.cancel()
+
+        async def recovery_loop(app: FastAPI) -> None:
+            db = await sandbox.resolve(app, sandbox.database("orders-db"))
+            ...
+
+    Raises:
+        InvalidParameterError: ``dependency`` is not one of the sandbox's request dependencies.
+    """
+    from .errors import InvalidParameterError
+
+    if dependency is hostname or not callable(dependency):
+        raise InvalidParameterError(
+            f"dependency={dependency!r}: pass what you would give Depends(), e.g. sandbox.database('orders-db') "
+            f"or sandbox.http_client (sandbox.hostname() needs no resolving: call it)"
+        )
+    return await dependency(Request({"type": "http", "app": app, "headers": []}))
+
+
 class _LocalWorldType:
     """Just enough of a World for a Store used outside the sandbox."""
 

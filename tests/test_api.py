@@ -81,3 +81,24 @@ def test_documented_submodules_keep_an_honest_all(name: str) -> None:
         if not isinstance(getattr(module, n), (dict, tuple, str)) and not (getattr(module, n).__doc__ or "").strip()
     ]
     assert undocumented == []
+
+
+def test_resolve_gives_a_lifespan_loop_the_clients_a_request_would_get():
+    """sandbox.resolve(app, dependency) hands a background loop a dependency's client, outside any request;
+    anything that is not a request dependency is refused with what to pass instead."""
+    import anyio
+
+    app = FastAPI()
+
+    async def main():
+        db = await sandbox.resolve(app, sandbox.database("orders-db"))
+        await db.put("orders", "o1", {"qty": 1})
+        again = await sandbox.resolve(app, sandbox.database("orders-db"))
+        return (await again.get("orders", "o1")), await sandbox.resolve(app, sandbox.producer)
+
+    row, producer = anyio.run(main)
+    assert row == {"qty": 1} and producer is not None
+    with pytest.raises(sandbox.InvalidParameterError, match=r"sandbox.hostname\(\) needs no resolving"):
+        anyio.run(sandbox.resolve, app, sandbox.hostname)
+    with pytest.raises(sandbox.InvalidParameterError, match=r"dependency='orders-db'.*sandbox.database"):
+        anyio.run(sandbox.resolve, app, "orders-db")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 
 import anyio
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 import sandbox
@@ -64,9 +64,8 @@ def merge(mine: Counter, theirs: Counter) -> Counter:
 
 async def gossip_loop(app: FastAPI) -> None:
     """Send the whole state to every peer every GOSSIP_INTERVAL seconds, for as long as the replica lives."""
-    handle = Request({"type": "http", "app": app, "headers": []})
-    disk = await sandbox.disk(handle)
-    http = await sandbox.http_client(handle)
+    disk = await sandbox.resolve(app, sandbox.disk)
+    http = await sandbox.resolve(app, sandbox.http_client)
     while True:
         await sandbox.sleep(GOSSIP_INTERVAL)
         if not peers():

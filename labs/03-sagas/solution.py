@@ -24,7 +24,7 @@ import time
 import uuid
 
 import anyio
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 import sandbox
@@ -154,9 +154,8 @@ async def recover(db: sandbox.Database, http: sandbox.HttpClient) -> None:
 
 async def recovery_loop(app: FastAPI) -> None:
     """Run ``recover`` every ``RECOVERY_INTERVAL`` seconds, for as long as the replica lives."""
-    handle = Request({"type": "http", "app": app, "headers": []})  # the clients, outside any request
-    db = await sandbox.database("orders-db")(handle)
-    http = await sandbox.http_client(handle)
+    db = await sandbox.resolve(app, sandbox.database("orders-db"))
+    http = await sandbox.resolve(app, sandbox.http_client)
     while True:
         try:
             await recover(db, http)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 
 import anyio
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 import sandbox
@@ -43,9 +43,8 @@ def newer(a: dict, b: dict) -> bool:
 
 
 async def gossip_loop(app: FastAPI) -> None:
-    handle = Request({"type": "http", "app": app, "headers": []})
-    disk = await sandbox.disk(handle)
-    http = await sandbox.http_client(handle)
+    disk = await sandbox.resolve(app, sandbox.disk)
+    http = await sandbox.resolve(app, sandbox.http_client)
     while True:
         await sandbox.sleep(GOSSIP_INTERVAL)
         state = {row.key: row.value for row in await disk.scan("stock")}
