@@ -259,7 +259,10 @@ class _Lock(anyio.Lock):
         self._owner = current_task.get()
 
     def release(self) -> None:
-        if self._owner is not current_task.get():
+        task = current_task.get()
+        # No task at all: the holder's coroutine is being closed (its world was dropped mid-run) and
+        # its ``async with`` lets go on the way out; nobody is left to wait for the lock.
+        if self._owner is not task and task is not None:
             raise RuntimeError("The current task is not holding this lock")
         self._owner = None
         self._semaphore.release()

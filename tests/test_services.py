@@ -979,3 +979,35 @@ def test_a_contended_asyncio_lock_fails_with_advice_to_use_anyio():
     world = _five_callers("/asyncio")
     assert world.errors and {e.type for e in world.errors} == {"ForeignAwaitError"}
     assert "anyio.Lock()" in world.errors[0].message
+
+
+
+def test_a_task_closed_while_it_holds_an_anyio_lock_lets_go_quietly():
+    """When a run is over and a replica's task still holds an anyio.Lock, closing that task's coroutine
+    (what the garbage collector does with a dropped world) releases the lock without an error (it once
+    raised "The current task is not holding this lock", reported as an ignored exception)."""
+
+    def holder_app() -> FastAPI:
+        app = FastAPI()
+        lock = anyio.Lock()
+
+        @app.post("/hold")
+        async def hold():
+            async with lock:
+                await sandbox.sleep(60)
+            return {}
+
+        return app
+
+    world = sandbox.World(seed=1)
+    world.add_service("api", holder_app)
+
+    async def caller(client: sandbox.Client) -> None:
+        await client.http.post("http://api/hold", timeout=120)
+
+    world.add_client("c", caller)
+    world.run(until=1.0)
+    tasks = [t for t in world.service("api").instances[0].tasks.values() if "hold" in t.name or "POST" in t.name]
+    assert tasks, [t.name for t in world.service("api").instances[0].tasks.values()]
+    for task in tasks:
+        task.coro.close()  # no task is current here, as in the garbage collector
