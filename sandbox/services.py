@@ -25,9 +25,10 @@ from contextvars import copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import sniffio
 from simpy.events import Event
 
-from ._runtime import Task, WaitEvent, current_node
+from ._runtime import BACKEND_NAME, Task, WaitEvent, current_node
 from .errors import ConfigError, InvalidParameterError
 from .http import HttpRequest
 from .nodes import Node
@@ -118,6 +119,9 @@ class Service:
         """
         context = copy_context()
         context.run(current_node.set, instance)
+        # anyio primitives made here (``anyio.Lock()`` in the factory or at import) belong to the
+        # sandbox, even when an asyncio loop is running around the world (a Jupyter kernel's).
+        context.run(sniffio.current_async_library_cvar.set, BACKEND_NAME)
         if self.isolate_module:
             try:
                 factory = context.run(_fresh_factory, self.factory)

@@ -72,6 +72,20 @@ def test_the_snippet_replays_the_counterexample(double_charge: Counterexample) -
     assert run.fingerprint == double_charge.fingerprint
 
 
+
+def test_the_snippet_of_a_scenario_bound_to_no_name_replays_whatever_its_name() -> None:
+    """A scenario bound to no variable is replayed by its name, colons and all (a lab names its scenario
+    after the notebook's module: '03-sagas:__main__.create_app'); the line stays valid Python."""
+    sc = Scenario("03-sagas:__main__.create_app", order_system.scenario.build, {"clients": 2, "orders_per_client": 2})
+    found = explore(sc, [charged_twice], seeds=range(30), schedules=slow_payments, shrink=False)
+    assert found.found
+    line = found.snippet
+    assert "scenario_named('03-sagas:__main__.create_app')" in line
+    *setup, call = line.split("; ")
+    scope: dict = {}
+    exec("; ".join(setup), scope)
+    assert eval(call, scope).fingerprint == found.fingerprint
+
 def test_the_text_names_seed_invariant_faults_and_replay(double_charge: Counterexample) -> None:
     """str(counterexample) reads in a terminal: seed, what broke, the faults, and the replay line."""
     text = str(double_charge)

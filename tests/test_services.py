@@ -1011,3 +1011,39 @@ def test_a_task_closed_while_it_holds_an_anyio_lock_lets_go_quietly():
     assert tasks, [t.name for t in world.service("api").instances[0].tasks.values()]
     for task in tasks:
         task.coro.close()  # no task is current here, as in the garbage collector
+
+
+def test_an_anyio_lock_made_by_the_factory_works_inside_a_running_asyncio_loop():
+    """A Jupyter kernel runs an asyncio loop around every cell: an anyio.Lock made in create_app must
+    still be the sandbox's (it was bound to asyncio, and every request using it answered 500)."""
+    import asyncio
+
+    def counter_app() -> FastAPI:
+        app = FastAPI()
+        lock = anyio.Lock()
+        count = {"n": 0}
+
+        @app.post("/inc")
+        async def inc():
+            async with lock:
+                n = count["n"]
+                await sandbox.sleep(0.01)
+                count["n"] = n + 1
+            return count
+
+        return app
+
+    async def in_a_kernel() -> sandbox.World:
+        world = sandbox.World(seed=3)
+        world.add_service("api", counter_app)
+
+        async def caller(client: sandbox.Client) -> None:
+            await client.http.post("http://api/inc")
+
+        for i in range(3):
+            world.add_client(f"c{i}", caller)
+        world.run()
+        return world
+
+    world = asyncio.run(in_a_kernel())
+    assert world.errors == []

@@ -66,11 +66,11 @@ class Counterexample:
         args = [str(self.seed)] + ([repr(self.schedule)] if len(self.schedule) else [])
         args += [f"{k}={v}" for k, v in self._changed_workload().items()]
         head = "from sandbox.faults import *; " if len(self.schedule) else ""
+        if ref.startswith("sandbox.explore."):  # a name of any kind, colons included
+            return f"{head}import sandbox.explore; {ref}.replay({', '.join(args)})"
         if ":" in ref:
             module, attr = ref.split(":")
             return f"{head}from {module} import {attr}; {attr}.replay({', '.join(args)})"
-        if ref.startswith("sandbox.explore."):
-            head += "import sandbox.explore; "
         return f"{head}{ref}.replay({', '.join(args)})"
 
     def __str__(self) -> str:
