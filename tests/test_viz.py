@@ -604,3 +604,19 @@ def test_the_stepper_says_when_no_trouble_lies_ahead():
     widget = viz.stepper(world)
     assert widget.next_trouble.disabled
     assert widget.next_trouble.description == "no trouble ahead"
+
+
+def test_a_figure_shows_itself_in_ipython_without_pyplot():
+    """In IPython, a figure that is a cell's last expression displays as a PNG (not '<Figure size ...>'),
+    with or without pyplot's inline backend; outside IPython nothing is hooked."""
+    from types import SimpleNamespace
+
+    from IPython.core.formatters import PNGFormatter
+    from matplotlib.figure import Figure
+
+    png = PNGFormatter()
+    shell = SimpleNamespace(display_formatter=SimpleNamespace(formatters={"image/png": png}))
+    assert png(Figure()) is None
+    assert viz.show_in_ipython(shell) is True
+    assert png(Figure(figsize=(1, 1)))[:8] == b"\x89PNG\r\n\x1a\n"
+    assert viz.show_in_ipython() is False  # pytest is not IPython

@@ -16,7 +16,8 @@ spans; nothing changes the world, and the same seed gives the same pictures.
 
 The functions return ``matplotlib.figure.Figure`` objects made without pyplot (no
 global state, nothing to close): a notebook shows one when it is a cell's last
-expression, and ``save`` writes it to a file.
+expression (importing ``sandbox.viz`` in IPython sees to that: ``show_in_ipython``),
+and ``save`` writes it to a file.
 
 Example::
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._figures import counterexample_figure, save, to_png, to_svg
+from ._figures import counterexample_figure, save, show_in_ipython, to_png, to_svg
 from ._run import FaultWindow, WireMessage
 from ._sequence import sequence_diagram
 from ._state import NodeState, RunState, state_at
@@ -52,6 +53,7 @@ __all__ = [
     "save",
     "to_png",
     "to_svg",
+    "show_in_ipython",
     # walking a run
     "stepper",
     "Stepper",
@@ -88,3 +90,5 @@ def __getattr__(name: str) -> Any:
 
         return getattr(_stepper, name)
     raise AttributeError(f"module 'sandbox.viz' has no attribute {name!r}")
+
+show_in_ipython()

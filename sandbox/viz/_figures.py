@@ -122,6 +122,27 @@ def save(fig: Figure, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
     return Path(path)
 
 
+def show_in_ipython(shell: Any = None) -> bool:
+    """Let IPython show a ``Figure`` that is a cell's last expression, as a PNG.
+
+    The figures here are made without pyplot, so matplotlib's inline backend, which hooks
+    IPython's display when pyplot is imported, may never have been set up: the notebook
+    would print ``<Figure size ...>`` instead of the picture. ``sandbox.viz`` calls this
+    when it is imported in IPython (``shell`` defaults to the running one). Returns False
+    outside IPython.
+    """
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - IPython comes with ipykernel, a dependency
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+    shell.display_formatter.formatters["image/png"].for_type(Figure, to_png)
+    return True
+
+
 def to_png(fig: Figure, *, dpi: int = DPI) -> bytes:
     """``fig`` as PNG bytes (for ``<img src="data:image/png;base64,...">``, or a file).
 
