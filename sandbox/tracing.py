@@ -32,6 +32,13 @@ them as OTLP/JSON (the body an OTLP/HTTP collector accepts).
 from __future__ import annotations
 
 import base64
+
+# Before any TracerProvider exists. Each TracerProvider re-detects its resource in a forked child
+# (os.register_at_fork), on a ThreadPoolExecutor; that module's own fork hooks hold its global lock
+# across the fork and release it in the child. Fork hooks run in registration order, so if it were
+# imported after a provider was made, the child would wait on that lock for ever (explore's workers
+# hung so). Importing it first puts its hooks first.
+import concurrent.futures.thread  # noqa: F401
 import json
 import traceback
 from collections.abc import Iterator, Sequence

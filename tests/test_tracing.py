@@ -459,3 +459,45 @@ def test_a_crash_leaves_no_exported_span_without_its_parent():
     assert [s.name for s in spans if s.parent is not None and s.parent.span_id not in ids] == []
     (shopper,) = [s for s in spans if s.resource.attributes["service.instance.id"] == "shopper"]
     assert [e.attributes["exception.type"] for e in shopper.events] == ["sandbox.errors.RequestTimeout"]
+
+
+def test_a_process_forked_after_a_traced_world_does_not_hang():
+    """A traced world makes OpenTelemetry TracerProviders, whose fork hook runs a thread pool in the child.
+    A fork after that (explore's workers), with concurrent.futures.thread imported only later, must not
+    deadlock on that module's lock. Runs in a fresh interpreter, where import order is what it is."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent('''
+        import os
+        from fastapi import FastAPI
+        import sandbox
+
+        def create_app():
+            app = FastAPI()
+
+            @app.get("/ping")
+            async def ping():
+                return {}
+
+            return app
+
+        async def caller(client):
+            await client.http.get("http://api/ping")
+
+        world = sandbox.World(1, tracing=True)
+        world.add_service("api", create_app)
+        world.add_client("c", caller)
+        world.run()
+        assert world.spans()
+        import concurrent.futures.thread  # imported after the providers exist, as a notebook might
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("child exited", os.waitstatus_to_exitcode(status))
+    ''')
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "child exited 0" in done.stdout
