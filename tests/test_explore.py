@@ -81,6 +81,7 @@ def test_the_snippet_of_a_scenario_bound_to_no_name_replays_whatever_its_name() 
     assert found.found
     line = found.snippet
     assert "scenario_named('03-sagas:__main__.create_app')" in line
+    assert line.endswith(", clients=2, orders_per_client=2)")  # every knob: a later namesake may differ
     *setup, call = line.split("; ")
     scope: dict = {}
     exec("; ".join(setup), scope)

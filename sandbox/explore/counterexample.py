@@ -64,7 +64,9 @@ class Counterexample:
         """One line of Python that replays this counterexample, to paste into a notebook or a shell."""
         ref = self.scenario.reference()
         args = [str(self.seed)] + ([repr(self.schedule)] if len(self.schedule) else [])
-        args += [f"{k}={v}" for k, v in self._changed_workload().items()]
+        # Every knob, defaults included: another scenario of the same name made later (a notebook cell run
+        # again) may have other defaults.
+        args += [f"{k}={v}" for k, v in self.workload.items()]
         head = "from sandbox.faults import *; " if len(self.schedule) else ""
         if ref.startswith("sandbox.explore."):  # a name of any kind, colons included
             return f"{head}import sandbox.explore; {ref}.replay({', '.join(args)})"
@@ -101,7 +103,8 @@ class Counterexample:
         from html import escape
 
         parts = [
-            "<div style='font-family: sans-serif'>",
+            # Amounts like "$38.00 ... $39.00" are not LaTeX: keep JupyterLab's MathJax off this output.
+            "<div class='tex2jax_ignore mathjax_ignore' style='font-family: sans-serif'>",
             f"<h3 style='color:#b00020'>Counterexample: {escape(self.verdict.invariant)} broken "
             f"(seed {self.seed})</h3>",
             f"<p><b>{escape(self.verdict.summary)}</b></p>",

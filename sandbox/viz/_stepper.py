@@ -80,7 +80,7 @@ def render_state(state: RunState, *, step: int | None = None, steps: int | None 
     e = html.escape
     where = f" &middot; moment {step + 1} of {steps}" if step is not None and steps else ""
     heading = f"t = {state.time:.4f} s (virtual){where}"
-    parts = [f"<div style='font-family:sans-serif;font-size:13px'><h4 style='margin:4px 0'>{heading}</h4>"]
+    parts = [f"<div class='tex2jax_ignore mathjax_ignore' style='font-family:sans-serif;font-size:13px'><h4 style='margin:4px 0'>{heading}</h4>"]
     if state.faults:
         items = "".join(
             f"<li style='color:{style.fault_color(w.family)}'><b>{e(w.family)}</b> {e(w.label)} "
@@ -106,7 +106,7 @@ def render_state(state: RunState, *, step: int | None = None, steps: int | None 
     parts.append(f"<div><b>Messages in flight ({len(state.in_flight)})</b><ul style='margin:2px 0'>{flying}</ul>"
                  f"</div>")
     recent = "".join(
-        f"<div>{entry[0]:9.4f}  {e(str(entry[1]))}  {e(' '.join(map(str, entry[2:])))[:140]}</div>"
+        f"<div>{entry[0]:9.4f}  {e(str(entry[1]))}  {e(' '.join(map(str, entry[2:]))[:140])}</div>"
         for entry in state.recent
     )
     parts.append(f"<div><b>Last events</b><div style='font-family:monospace;font-size:12px'>{recent}</div></div>")
