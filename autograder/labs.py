@@ -17,7 +17,9 @@ from __future__ import annotations
 import importlib.util
 import linecache
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +29,24 @@ from sandbox.explore import Counterexample, Passed, Scenario, explore
 from sandbox.faults import Schedule
 
 from .seeds import seed_bank
+
+with warnings.catch_warnings():
+    # Starlette asks TestClient users to install httpx2: a notice about the environment, nothing a learner can act
+    # on, and red in the notebook's staging cell. The labs' happy-path tests take TestClient from here.
+    warnings.filterwarnings("ignore", message=r".*starlette\.testclient|.*httpx2")
+    from fastapi.testclient import TestClient
+
+__all__ = [
+    "Graded",
+    "TestClient",
+    "check_bank",
+    "grader",
+    "load_module",
+    "must_pass",
+    "mutant_names",
+    "select",
+    "service_factory",
+]
 
 
 def load_module(folder: Path, name: str, package: str) -> ModuleType:
@@ -129,16 +149,37 @@ def must_pass(result: Counterexample | Passed) -> Passed:
     raise AssertionError(f"\n{result}")
 
 
+@dataclass(frozen=True)
+class Graded:
+    """What a passing grade cell shows: how much was checked, never which seeds (the bank stays hidden)."""
+
+    parts: tuple[str, ...]
+    runs: int
+    faults: tuple[int, int]  # (acted, scheduled)
+    recovery: tuple[tuple[str, int], ...]
+
+    def __repr__(self) -> str:
+        what = ", ".join(self.parts) or "every invariant"
+        acted, scheduled = self.faults
+        line = f"Passed: {what}, on {self.runs} runs of the hidden bank and adversarial schedules"
+        if scheduled:
+            line += f"; {acted} of {scheduled} scheduled faults acted"
+        if self.recovery:
+            line += "; recovery paths taken: " + ", ".join(f"{name} {n}" for name, n in self.recovery)
+        return line
+
+
 def grader(check: Callable[..., Counterexample | Passed]) -> Callable[..., Passed]:
     """A lab's ``grade`` from its ``check``: what a grade cell runs.
 
     ``grade(create_app, *only, secret=None)`` checks the hidden bank (drawn from ``secret`` or the
     grading secret: no seed is written in the notebook), only the invariants named in ``only``
-    (all if none), and returns the ``Passed``, or raises AssertionError with the counterexample.
+    (all if none), and returns a ``Graded`` summary, or raises AssertionError with the counterexample.
     """
 
-    def grade(create_app: Callable[[], Any], *only: str, secret: str | None = None) -> Passed:
-        return must_pass(check(create_app, "hidden", secret=secret, only=only))
+    def grade(create_app: Callable[[], Any], *only: str, secret: str | None = None) -> Graded:
+        passed = must_pass(check(create_app, "hidden", secret=secret, only=only))
+        return Graded(tuple(only), passed.runs, passed.faults, passed.recovery)
 
     grade.__doc__ = grader.__doc__
     return grade

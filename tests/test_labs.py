@@ -122,3 +122,20 @@ def test_a_grade_cell_fails_with_the_counterexample_and_passes_quietly():
         must_pass(found)
     green = Passed(order_system.scenario, 1, (1,), (), 0.1, (0, 0), (), ())
     assert must_pass(green) is green
+
+
+def test_a_passing_grade_cell_shows_how_much_was_checked_but_no_seed():
+    """grade() runs the hidden bank of the lab's check and shows runs, faults and recovery, never the seeds."""
+    from autograder.labs import grader
+
+    calls = []
+    green = Passed(order_system.scenario, 34, (118_273_645, 2_047_118_000), (), 2.0, (20, 31), (("nodes restarted", 4),), ())
+
+    def check(create_app, bank, *, secret=None, only=()):
+        calls.append((bank, secret, only))
+        return green
+
+    shown = repr(grader(check)(lambda: None, "no_double_charge", secret="s"))
+    assert calls == [("hidden", "s", ("no_double_charge",))]
+    assert shown == ("Passed: no_double_charge, on 34 runs of the hidden bank and adversarial schedules; 20 of 31 "
+                     "scheduled faults acted; recovery paths taken: nodes restarted 4")
