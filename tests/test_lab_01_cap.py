@@ -156,3 +156,22 @@ def test_availability_is_unknown_when_no_client_can_reach_a_replica():
     run = lab.scenario(create_app).run(3, schedule, clients=1, requests=1)
     assert lab.available()(run.world).outcome is Outcome.UNKNOWN
     assert "no request got an answer" in lab.available()(run.world).summary
+
+
+def test_promise_names_the_invariant_each_declared_choice_owes_per_graded_part():
+    """lab.promise maps the declared choice and a graded part ("during", "after") to one invariant of that choice."""
+    for name, choice in (("generated", "CP"), ("solution_cp", "CP"), ("solution_ap", "AP")):
+        create_app = lab.load(name).create_app
+        parts = [lab.promise(create_app, part) for part in ("during", "after")]
+        assert tuple(parts) == INVARIANTS[choice]
+    with pytest.raises(sandbox.InvalidParameterError, match="part='before'"):
+        lab.promise(lab.load("generated").create_app, "before")
+
+
+def test_the_generated_code_marks_its_fix_regions():
+    """generated.py marks three fix regions, each opened and closed once, the first holding CAP_CHOICE."""
+    text = (LAB_DIR / "generated.py").read_text()
+    for n in (1, 2, 3):
+        assert text.count(f"# --- FIX REGION {n}:") == 1 and text.count(f"# --- END FIX REGION {n} ---") == 1
+    region1 = text.split("# --- FIX REGION 1:")[1].split("# --- END FIX REGION 1 ---")[0]
+    assert 'CAP_CHOICE = "CP"' in region1

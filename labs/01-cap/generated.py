@@ -14,8 +14,10 @@ from pydantic import BaseModel
 
 import sandbox
 
+# --- FIX REGION 1: declare what the service keeps when the network splits: "CP" or "AP" ---
 #: Strongly consistent: every replica has the same data (see the docstring).
 CAP_CHOICE = "CP"
+# --- END FIX REGION 1 ---
 
 #: The cluster: three replicas, each reachable by its node name.
 REPLICAS = ("inventory-0", "inventory-1", "inventory-2")
@@ -47,6 +49,8 @@ def peers() -> list[str]:
     return [r for r in REPLICAS if r != me] if me in REPLICAS else []
 
 
+# --- FIX REGION 2: how a replica stores an adjustment and passes it on (CP: through a majority; AP: a state
+# --- that merges without losing or double-counting, resent until every replica has it) ---
 async def apply(disk: sandbox.Database, sku: str, delta: int) -> int:
     """Add ``delta`` to the local stock of ``sku``, atomically; the new stock."""
     async with disk.transaction() as tx:
@@ -62,12 +66,15 @@ async def replicate(http: sandbox.HttpClient, sku: str, delta: int) -> None:
             await http.post(f"http://{peer}/replicate", json={"sku": sku, "delta": delta}, timeout=REPLICATION_TIMEOUT)
         except Exception:
             pass  # the peer is down or slow: it will catch up
+# --- END FIX REGION 2 ---
 
 
 def create_app() -> FastAPI:
     """One replica of the inventory service."""
     app = FastAPI(title="inventory")
 
+    # --- FIX REGION 3: when a replica answers, and with what (CP: refuse with 503 rather than answer without
+    # --- a majority; AP: always answer from the local copy) ---
     @app.get("/stock/{sku}")
     async def get_stock(sku: str, disk: sandbox.Database = Depends(sandbox.disk)) -> Stock:
         # Served from the local copy: fast, and available even if the other replicas are down.
@@ -90,5 +97,6 @@ def create_app() -> FastAPI:
     async def receive_replica(msg: Replicated, disk: sandbox.Database = Depends(sandbox.disk)) -> dict:
         await apply(disk, msg.sku, msg.delta)
         return {"ok": True}
+    # --- END FIX REGION 3 ---
 
     return app

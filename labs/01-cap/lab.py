@@ -38,6 +38,8 @@ Everything a notebook and the grader need is here, and is not edited:
 * ``invariants(choice)``: the checks for a declared choice;
 * ``happy_path(create_app)``: the "works in staging" test (one replica, FastAPI's TestClient);
 * ``check(create_app, bank)``: the self-checks (``"visible"``) and the grading (``"hidden"``).
+* ``promise(create_app, part)``: the invariant the declared choice promises ``"during"`` a
+  partition or ``"after"`` it (``PROMISES``), for one-line grade cells.
 
 Example::
 
@@ -58,6 +60,7 @@ from typing import Any
 
 import sandbox
 from autograder.labs import (
+    TestClient,
     check_bank,
     grader,
     load_module,
@@ -597,8 +600,6 @@ def invariants(choice: str = "CP") -> list:
 
 def happy_path(create_app: AppFactory) -> None:
     """The test the assistant's code passes: one replica in staging, adjust and read through TestClient."""
-    from fastapi.testclient import TestClient
-
     with TestClient(create_app()) as client:
         r = client.get("/stock/lamp")
         assert r.status_code == 200 and r.json() == {"sku": "lamp", "stock": 0}, r.text
@@ -643,3 +644,26 @@ def check(
 
 #: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
 grade = grader(check)
+
+
+#: What each declared choice promises, by graded part of the notebook: ``"during"`` a partition
+#: (CP: every answer linearizable, refusals allowed; AP: every live replica answers) and ``"after"``
+#: it, for every write (CP: no acknowledged adjustment lost; AP: every replica converges on their sum).
+PROMISES = {
+    "CP": {"during": "linearizable", "after": "no_lost_writes"},
+    "AP": {"during": "available", "after": "converged"},
+}
+
+
+def promise(create_app: AppFactory, part: str) -> str:
+    """The name of the invariant that ``create_app``'s declared choice promises for ``part``
+    (``"during"`` or ``"after"``, see ``PROMISES``), so that a grade cell is one line:
+    ``lab.grade(create_app, lab.promise(create_app, "during"))``.
+
+    Raises:
+        sandbox.ConfigError: no valid ``CAP_CHOICE`` declared. sandbox.InvalidParameterError: another part.
+    """
+    promises = PROMISES[cap_choice(create_app)]
+    if part not in promises:
+        raise sandbox.InvalidParameterError(f"part={part!r}: one of {sorted(promises)}")
+    return promises[part]
