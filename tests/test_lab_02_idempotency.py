@@ -139,3 +139,17 @@ def test_idempotency_semantics_is_unknown_without_answers():
     schedule = Schedule([Partition("payments", None, start=0.0, duration=12.0)])
     run = lab.scenario(solution.create_app).run(3, schedule, shoppers=1, payments=1, renewals=1)
     assert lab.idempotency_semantics()(run.world).outcome is Outcome.UNKNOWN
+
+
+def test_production_shows_the_retry_after_a_timeout(generated, solution):
+    """The notebook's Production run: the generated code charges the order once per timed-out attempt (the story is
+    the retry, so the late replies must be there); the reference solution passes it."""
+    found = lab.production(generated.create_app)
+    assert isinstance(found, Counterexample)
+    assert found.invariant.startswith("no_double_charge")
+    (pay,) = [op for op in found.world.history if op.f == "pay" and op.type == "ok"]
+    timeouts = [a for a in pay.value["answers"] if a["status"] is None]
+    assert len(timeouts) >= 2 and pay.value["answers"][-1]["status"] == 201
+    assert f"charged {len(timeouts) + 2} times" in found.verdict.summary  # each attempt, plus the changed amount
+    assert [f.action for f in found.schedule] == ["delay"]
+    assert isinstance(lab.production(solution.create_app), Passed)

@@ -51,12 +51,14 @@ def create_app() -> FastAPI:
     """The payments service: charges cards over HTTP and from Kafka events."""
     app = FastAPI(title="payments")
 
+    # --- FIX REGION 1: POST /payments charges once per Idempotency-Key, and answers as the IETF draft says ---
     @app.post("/payments", status_code=201)
     async def create_payment(
         req: PaymentRequest,
         db: sandbox.Database = Depends(sandbox.database("payments-db")),
     ) -> Payment:
         return await charge(db, req)
+    # --- END FIX REGION 1 ---
 
     @app.get("/payments/{payment_id}")
     async def get_payment(payment_id: str, db: sandbox.Database = Depends(sandbox.database("payments-db"))) -> Payment:
@@ -65,6 +67,7 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"no payment {payment_id!r}")
         return Payment(**row)
 
+    # --- FIX REGION 2: each payment-requested event is charged once, however often Kafka delivers it ---
     @sandbox.consumer(app, "payment-requested", group="payments")
     async def on_payment_requested(
         message: sandbox.Message,
@@ -73,5 +76,6 @@ def create_app() -> FastAPI:
         # The billing job asks us to charge a card: do it.
         payment = await charge(db, PaymentRequest(**message.value))
         return {"payment": payment.id}
+    # --- END FIX REGION 2 ---
 
     return app

@@ -13,6 +13,7 @@ service's Kafka consumer turns into charges. The service under test is the learn
   and the HTTP semantics of the IETF draft (``idempotency_semantics()``);
 * ``happy_path(create_app)``: the "works in staging" test (FastAPI's TestClient);
 * ``check(create_app, bank)``: the self-checks (``"visible"``) and the grading (``"hidden"``).
+* ``production(create_app)``: the notebook's "Production" run (a retry after a timeout).
 
 Example::
 
@@ -35,6 +36,7 @@ from pydantic import BaseModel
 
 import sandbox
 from autograder.labs import (
+    TestClient,
     check_bank,
     grader,
     load_module,
@@ -376,8 +378,6 @@ def invariants() -> list:
 
 def happy_path(create_app: AppFactory) -> None:
     """The test the assistant's code passes: two payments and a look-up, through FastAPI's TestClient."""
-    from fastapi.testclient import TestClient
-
     with TestClient(create_app()) as client:
         body = {"order_id": "ord-1", "amount": 2500, "card": "4242 4242 4242 4242"}
         r = client.post("/payments", json=body, headers={"Idempotency-Key": "6f1c0c57-8a5e-4c1e-9a55-0d0b1f3e7a10"})
@@ -413,6 +413,24 @@ def check(
     size = VISIBLE if bank == "visible" else HIDDEN
     return check_bank(LAB, bank, size, scenario(create_app), invariants(), schedules, ADVERSARIAL,
                       secret=secret, shrink=shrink, workers=workers, only=only)
+
+
+def production(create_app: AppFactory) -> Result:
+    """The run the notebook's "Production" section shows: a retry after a timeout.
+
+    The visible bank's first seed, one shopper paying one order (and one billing event), while
+    every answer to the shopper arrives after its timeout (``ADVERSARIAL[0]``); only
+    ``no_double_charge`` is checked. Not shrunk: the shopper's "same key, changed amount"
+    request alone makes the generated code charge twice, so shrinking would drop the delay,
+    and the delay (the retries it causes) is the story. Returns the ``Counterexample`` (the
+    generated code: one charge per attempt) or ``Passed`` (a fixed service).
+    """
+    from autograder.labs import seed_bank, select
+    from sandbox.explore import explore
+
+    seeds = seed_bank(LAB, "visible", 1)
+    return explore(scenario(create_app, shoppers=1, payments=1, renewals=1), select(invariants(), ("no_double_charge",)),
+                   seeds=seeds, schedules=[ADVERSARIAL[0]], shrink=False, workers=1)
 
 
 #: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
