@@ -19,8 +19,13 @@ import sandbox
 
 #: The catalogue, in cents.
 PRICES = {"lamp": 2_500, "kettle": 3_900, "teapot": 1_800, "desk": 14_900}
+# --- FIX REGION 1: the saga's machinery (constants and helpers). Each step and each compensation is sent
+# with an id derived from the order, so that sending it again is the same request; it is retried until
+# the answer is definite (2xx done, 4xx refused); the saga's state is saved in orders-db before and after
+# every step. ---
 #: How long to wait for each downstream service.
 TIMEOUT = 1.0
+# --- END FIX REGION 1 ---
 
 
 class OrderRequest(BaseModel):
@@ -46,7 +51,10 @@ class Order(BaseModel):
 
 def create_app() -> FastAPI:
     """The orders service: places an order across inventory, payments and shipping."""
+    # --- FIX REGION 2: recovery. A replica that starts (or is alive) finds the sagas left unfinished by a
+    # dead or stuck driver and takes each one to an end: completed, or compensated. ---
     app = FastAPI(title="orders")
+    # --- END FIX REGION 2 ---
 
     @app.post("/orders", status_code=201)
     async def place_order(
@@ -56,6 +64,8 @@ def create_app() -> FastAPI:
     ) -> Order:
         if req.sku not in PRICES:
             raise HTTPException(404, f"unknown product {req.sku!r}")
+        # --- FIX REGION 3: the saga. Every order ends completed (reserved, charged, shipped) or
+        # compensated (refund, then release: the reverse order), and the customer is told which. ---
         order_id = f"ord-{uuid.uuid4().hex[:10]}"
         amount = PRICES[req.sku] * req.qty
 
@@ -91,6 +101,7 @@ def create_app() -> FastAPI:
         order = Order(id=order_id, customer=req.customer, sku=req.sku, qty=req.qty, amount=amount)
         await db.put("orders", order_id, order.model_dump())
         return order
+        # --- END FIX REGION 3 ---
 
     @app.get("/orders/{order_id}")
     async def get_order(order_id: str, db: sandbox.Database = Depends(sandbox.database("orders-db"))) -> Order:

@@ -62,11 +62,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
 import sandbox
-from autograder.labs import check_bank, grader, service_factory
+from autograder.labs import TestClient, check_bank, grader, service_factory
 from sandbox.checkers import Verdict, saga_completed_or_compensated, stock_conserved
 from sandbox.checkers._common import quiet
 from sandbox.explore import Counterexample, Passed, Scenario
@@ -358,7 +357,7 @@ def scenario(create_app: AppFactory) -> Scenario:
     def build(seed: int, customers: int = 5, orders_per_customer: int = 4) -> sandbox.World:
         return build_world(seed, create_app, customers=customers, orders_per_customer=orders_per_customer)
 
-    name = f"{LAB}:{getattr(create_app, '__module__', '?')}.{getattr(create_app, '__qualname__', '?')}"
+    name = f"{LAB}/{getattr(create_app, '__module__', '?')}.{getattr(create_app, '__qualname__', '?')}"
     return Scenario(name, build, {"customers": 5, "orders_per_customer": 4}, settle=SETTLE, limit=LIMIT)
 
 
