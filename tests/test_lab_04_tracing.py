@@ -261,3 +261,56 @@ def test_the_happy_path_does_not_depend_on_the_global_random_state():
             lab.happy_path(load("generated").create_app)
     finally:
         random.setstate(state)
+
+
+def load_answer() -> ModuleType:
+    """The reference answer cell (``answer.py``): it imports ``lab`` as the notebook does, from the lab folder."""
+    if str(LAB_DIR) not in sys.path:
+        sys.path.insert(0, str(LAB_DIR))
+    return load("answer")
+
+
+def test_the_answer_bank_holds_both_culprits():
+    """The seeds the graded answer is asked on make both dependencies the culprit at least once, so no
+    constant answer passes."""
+    seeds = seed_bank(lab.LAB, "hidden", lab.ANSWER_SEEDS)
+    assert {lab.culprit(seed)[0] for seed in seeds} == set(lab.DEPENDENCIES)
+
+
+def test_the_reference_answer_passes_with_the_reference_solution():
+    """answer.py's slowest_dependency names the culprit on every answer seed, default bank and a secret one."""
+    answer = load_answer().slowest_dependency
+    assert lab.grade_answer(answer, load("solution").create_app) == lab.ANSWER_SEEDS
+    assert lab.grade_answer(answer, load("solution").create_app, secret="lab-04-test-secret") == lab.ANSWER_SEEDS
+
+
+@pytest.mark.parametrize("constant", lab.DEPENDENCIES)
+def test_a_constant_answer_fails_and_the_message_says_where(constant: str):
+    """Always naming the same dependency is wrong on some seeds: the error counts them and shows the first."""
+    seeds = seed_bank(lab.LAB, "hidden", lab.ANSWER_SEEDS)
+    wrong = [s for s in seeds if lab.culprit(s)[0] != constant]
+    with pytest.raises(AssertionError) as info:
+        lab.grade_answer(lambda world: constant, load("solution").create_app)
+    message = str(info.value)
+    assert f"wrong on {len(wrong)} of {lab.ANSWER_SEEDS} worlds" in message
+    assert f"seed {wrong[0]}" in message and f"answered {constant!r}" in message
+
+
+def test_a_stub_answer_fails_saying_what_it_raised():
+    """The shipped stub (raising NotImplementedError) fails every seed, and the message says so."""
+
+    def stub(world):
+        raise NotImplementedError("read the slow traces")
+
+    with pytest.raises(AssertionError, match=rf"wrong on {lab.ANSWER_SEEDS} of .*NotImplementedError"):
+        lab.grade_answer(stub, load("solution").create_app, seeds=lab.ANSWER_SEEDS)
+
+
+def test_the_answer_module_is_a_plain_cell():
+    """answer.py is what the solution notebook's answer cell holds: imports and one function, nothing run."""
+    import ast
+
+    tree = ast.parse((LAB_DIR / "answer.py").read_text())
+    kinds = [type(node).__name__ for node in tree.body]
+    assert set(kinds) <= {"Import", "ImportFrom", "FunctionDef"}, kinds
+    assert [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] == ["slowest_dependency"]

@@ -50,10 +50,14 @@ def create_app() -> FastAPI:
         tracer: Tracer = Depends(sandbox.tracer),
     ) -> dict:
         order = {**req.model_dump(), "status": "placed"}
+        # --- FIX REGION 1: the spans that take the order say which order (order.id, customer.id, order.region) ---
         with tracer.start_as_current_span("save-order"):
             await db.put("orders", req.id, order)
+        # --- END FIX REGION 1 ---
+        # --- FIX REGION 2: the message carries the trace context, so that fulfilment continues this trace ---
         # Tell fulfilment about it (the key keeps an order's messages in one partition).
         await producer.send("order-placed", order, key=req.id)
+        # --- END FIX REGION 2 ---
         return order
 
     @sandbox.consumer(app, "order-placed", group="fulfilment")
@@ -64,6 +68,8 @@ def create_app() -> FastAPI:
         tracer: Tracer = Depends(sandbox.tracer),
     ) -> None:
         order = message.value
+        # --- FIX REGION 3: the spans that fulfil the order say which order; a failed call to the warehouse or
+        # the courier leaves its mark (the exception recorded, status ERROR); every span ends ---
         with tracer.start_as_current_span("fulfil-order"):
             try:
                 r = await http.post("http://warehouse/picks", timeout=TIMEOUT, json={
@@ -80,5 +86,6 @@ def create_app() -> FastAPI:
                 log.warning("fulfilment of %s failed: %s", order["id"], exc)
                 status = "needs-attention"
             await db.put("orders", order["id"], {**order, "status": status})
+        # --- END FIX REGION 3 ---
 
     return app

@@ -60,14 +60,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from fastapi.testclient import TestClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import StatusCode
 from pydantic import BaseModel, Field
 
 import sandbox
-from autograder.labs import check_bank, grader, service_factory
+from autograder.labs import TestClient, check_bank, grader, service_factory
+from autograder.seeds import seed_bank
 from sandbox.checkers import Verdict, connected_traces
 from sandbox.checkers._common import crashes, quiet
 from sandbox.checkers.traces import (
@@ -271,7 +271,7 @@ def scenario(create_app: AppFactory) -> Scenario:
     def build(seed: int, customers: int = 3, orders_per_customer: int = 5) -> sandbox.World:
         return build_world(seed, create_app, customers=customers, orders_per_customer=orders_per_customer)
 
-    name = f"{LAB}:{getattr(create_app, '__module__', '?')}.{getattr(create_app, '__qualname__', '?')}"
+    name = f"{LAB}/{getattr(create_app, '__module__', '?')}.{getattr(create_app, '__qualname__', '?')}"
     return Scenario(name, build, {"customers": 3, "orders_per_customer": 5}, settle=SETTLE, limit=LIMIT)
 
 
@@ -557,6 +557,22 @@ def slow_traces(world: sandbox.World, n: int = 3) -> list[int]:
     return [t for _order, t, _took in order_traces(world)[:n]]
 
 
+def example_world(create_app: AppFactory, index: int = 0, *, seed: int | None = None) -> sandbox.World:
+    """A finished world of the lab to look at, without faults: the ``index``-th seed of the visible bank
+    (or ``seed``), three customers x five orders, run to the end of its quiet phase (the notebook explores
+    the slow orders in it; ``culprit(world.seed)`` would tell, but the traces should).
+
+    Example::
+
+        world = example_world(create_app)
+        sandbox.viz.trace_waterfall(world, slow_traces(world)[0])
+    """
+    if seed is None:
+        seed = seed_bank(LAB, "visible", index + 1)[index]
+    world = build_world(seed, service_factory(create_app))
+    return world.run(settle=SETTLE, limit=LIMIT)
+
+
 def answer_is_right(answer: str, seed: int) -> bool:
     """True if ``answer`` names the dependency that makes the slow orders slow in the world of ``seed``
     (``"courier"`` or ``"warehouse"``; case and a leading "the" do not matter).
@@ -569,6 +585,49 @@ def answer_is_right(answer: str, seed: int) -> bool:
         return False
     said = answer.strip().lower().removeprefix("the ").strip()
     return said == culprit(seed)[0]
+
+
+#: How many seeds of the hidden bank the graded answer is asked on: enough that the default bank holds
+#: both culprits (a test checks it) and that a constant answer, or a coin, fails (a coin: 1 time in 1024).
+ANSWER_SEEDS = 10
+
+
+def grade_answer(
+    slowest_dependency: Callable[[sandbox.World], str], create_app: AppFactory, *, secret: str | None = None,
+    seeds: int = ANSWER_SEEDS,
+) -> int:
+    """What the graded answer's cell runs: for each of the first ``seeds`` seeds of the hidden bank, run the
+    lab's world (no faults) with ``create_app`` and ask ``slowest_dependency(world)`` which dependency makes
+    the slow orders slow; return how many seeds were answered (all of them, right).
+
+    Example::
+
+        grade_answer(slowest_dependency, create_app)   # 10
+
+    Raises:
+        AssertionError: some answers were wrong (how many; for the first: the seed, the answer, the right one).
+    """
+    factory = service_factory(create_app)
+    bank = seed_bank(LAB, "hidden", seeds, secret=secret)
+    wrong: list[tuple[int, str, Dependency]] = []
+    for seed in bank:
+        world = build_world(seed, factory)
+        world.run(settle=SETTLE, limit=LIMIT)
+        try:
+            answer = slowest_dependency(world)
+        except Exception as exc:  # noqa: BLE001 (a stub, or a bug: a wrong answer, said plainly)
+            answer = f"<raised {type(exc).__name__}: {exc}>"
+        if not answer_is_right(answer, seed):
+            wrong.append((seed, answer if isinstance(answer, str) else repr(answer), culprit(seed)[0]))
+    if wrong:
+        seed, said, right = wrong[0]
+        raise AssertionError(
+            f"slowest_dependency was wrong on {len(wrong)} of {len(bank)} worlds. The first: seed {seed}, it "
+            f"answered {said!r}, but the slow orders there wait on the {right}. Replay it: "
+            f"world = lab.example_world(create_app, seed={seed}), then look at lab.slow_traces(world) with "
+            f"sandbox.viz.trace_waterfall(world, trace_id)"
+        )
+    return len(bank)
 
 
 # --- works in staging ----------------------------------------------------------------
