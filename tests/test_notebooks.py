@@ -1,4 +1,10 @@
-"""Every notebook runs top to bottom on a fresh kernel and is stored without outputs."""
+"""Every notebook runs top to bottom on a fresh kernel and is stored without outputs.
+
+A course notebook runs without an error. A lab notebook, as shipped, runs with errors in
+its grade cells only (the generated code it hands out is flawed, and the grade cells say
+so); with the reference solution in its service cell (and the reference answer in any
+other answer cell), it runs without an error at all.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,34 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(
     p for folder in ("course", "labs") for p in (ROOT / folder).glob("**/*.ipynb") if ".ipynb_checkpoints" not in p.parts
 )
+COURSE = [p for p in NOTEBOOKS if p.is_relative_to(ROOT / "course")]
+LABS = [p for p in NOTEBOOKS if p.is_relative_to(ROOT / "labs")]
+#: The reference text of each solution cell (by nbgrader grade_id), per lab; the default is solution.py.
+REFERENCES = {"01-cap": {"service": "solution_cp.py"}, "04-tracing": {"answer": "answer.py"}}
 
 
 def _id(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
+def _grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def _run(nb, folder: Path) -> list[tuple[int, str, str]]:
+    """Execute ``nb`` in ``folder`` on a fresh kernel; return (cell index, grade_id, error name) of each error.
+    Cells tagged ``raises-exception`` (the grade cells) may fail without stopping the run, as in JupyterLab."""
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
+    client.execute()
+    return [(i, _grade_id(c), o.ename) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            for o in c.outputs if o.output_type == "error"]
+
+
 def test_there_are_notebooks():
-    """The course has at least its start-here notebook."""
-    assert ROOT / "course" / "00-start-here.ipynb" in NOTEBOOKS
+    """The course has its start-here notebook and four modules; each of the four labs has its notebook."""
+    assert [p.name for p in COURSE] == ["00-start-here.ipynb", "01-cap.ipynb", "02-idempotency.ipynb",
+                                        "03-sagas.ipynb", "04-tracing.ipynb"]
+    assert [p.parent.name for p in LABS] == ["01-cap", "02-idempotency", "03-sagas", "04-tracing"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
@@ -31,11 +56,47 @@ def test_notebook_is_stored_without_outputs(path: Path):
     assert not dirty, f"{_id(path)}: cells {dirty} have outputs; clear them before committing"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
-def test_notebook_runs_top_to_bottom(path: Path):
+@pytest.mark.parametrize("path", COURSE, ids=_id)
+def test_course_notebook_runs_top_to_bottom(path: Path):
     """Executing every cell in order on a fresh kernel raises no error."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    assert _run(nb, path.parent) == []
+
+
+@pytest.mark.parametrize("path", LABS, ids=_id)
+def test_lab_notebook_hands_out_the_generated_code_and_its_grade_cells_fail(path: Path):
+    """As shipped, the service cell is generated.py; the notebook runs to the end; only grade cells fail,
+    with an AssertionError (a counterexample), and at least one does."""
+    nb = nbformat.read(path, as_version=4)
+    service = [c for c in nb.cells if _grade_id(c) == "service"]
+    assert [c.source.rstrip() for c in service] == [(path.parent / "generated.py").read_text().rstrip()]
+    graded = {_grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    errors = _run(nb, path.parent)
+    assert errors, "the generated code passed every grade cell"
+    assert [e for e in errors if e[1] not in graded or e[2] != "AssertionError"] == []
+
+
+@pytest.mark.parametrize("path", LABS, ids=_id)
+def test_lab_notebook_passes_with_the_reference_solution(path: Path):
+    """With the reference solution in the service cell (and the reference answers), every cell runs clean:
+    the self-check shows Passed, and every grade cell passes on the hidden bank."""
+    nb = nbformat.read(path, as_version=4)
+    references = {"service": "solution.py", **REFERENCES.get(path.parent.name, {})}
+    for cell in nb.cells:
+        if _grade_id(cell) in references:
+            cell.source = (path.parent / references[_grade_id(cell)]).read_text()
+    assert _run(nb, path.parent) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_every_link_between_notebooks_leads_somewhere(path: Path):
+    """Every relative link in a notebook's prose (to another notebook, a file, a folder) exists, so a learner
+    can follow the course from start-here to every module and lab and back."""
+    import re
+
+    nb = nbformat.read(path, as_version=4)
+    targets = [t for c in nb.cells if c.cell_type == "markdown"
+               for t in re.findall(r"\]\(([^)\s]+)\)", c.source)
+               if not re.match(r"[a-z]+:|#", t)]
+    broken = [t for t in targets if not (path.parent / t.split("#")[0]).exists()]
+    assert not broken, f"{_id(path)}: links to nothing: {broken}"
