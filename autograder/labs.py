@@ -169,7 +169,7 @@ class Graded:
         return line
 
 
-def grader(check: Callable[..., Counterexample | Passed]) -> Callable[..., Passed]:
+def grader(check: Callable[..., Counterexample | Passed]) -> Callable[..., Graded]:
     """A lab's ``grade`` from its ``check``: what a grade cell runs.
 
     ``grade(create_app, *only, secret=None)`` checks the hidden bank (drawn from ``secret`` or the
