@@ -22,6 +22,7 @@ Example (an instructor, at the repository's root)::
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from nbgrader import utils
@@ -59,3 +60,9 @@ def configure(c: Any, root: str) -> None:
     c.CourseDirectory.source_directory = "labs"
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", *NOT_RELEASED]
     c.GenerateAssignment.preprocessors = release_preprocessors()
+    # The exchange (where nbgrader releases and collects in a shared JupyterHub) defaults to a system folder
+    # that does not exist on a learner's machine: nbgrader's assignment list then logs "Unwritable directory,
+    # please contact your instructor" at every start of `dojo course`. A folder of the course's own instead.
+    exchange = os.path.join(root, "exchange")
+    os.makedirs(exchange, exist_ok=True)
+    c.Exchange.root = exchange

@@ -66,6 +66,7 @@ def test_a_release_keeps_the_generated_code_and_leaves_the_solutions_out(tmp_pat
     cells = nbformat.read(release / "lab.ipynb", as_version=4).cells
     assert cells[2].source == "def create_app():\n    return 'generated'  # the flaw"
     assert cells[3].metadata["editable"] is False and cells[3].metadata["deletable"] is False
+    assert (course / "exchange").is_dir()  # the course's own exchange, not an unwritable system folder
 
 
 def test_autograde_scores_the_learners_cell_with_the_courses_own_grader(tmp_path):
