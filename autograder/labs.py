@@ -108,10 +108,14 @@ def service_factory(create_app: Callable[[], Any]) -> Callable[[], Any]:
         try:
             exec(compiled, module.__dict__)
         except Exception as exc:
+            cause = exc
+            while getattr(cause, "exceptions", None):  # an exception group (a task group's): the first inside
+                cause = cause.exceptions[0]
             raise ConfigError(
-                f"running the cell that defines {name}() again for a new replica failed ({type(exc).__name__}: "
-                f"{exc}). Keep the service, and only the service, in that cell: its imports, constants, "
-                f"functions and {name}(), nothing that runs the lab"
+                f"running the code that defines {name}() ({code.co_filename}: a notebook cell, or a script run "
+                f"as __main__) again for a new replica failed ({type(cause).__name__}: {cause}). Keep the "
+                f"service, and only the service, in that cell: its imports, constants, functions and {name}(), "
+                f"nothing that runs the lab. From a script, import {name} from a module of its own instead"
             ) from exc
         factory = getattr(module, name, None)
         if not callable(factory):

@@ -271,3 +271,11 @@ def test_bad_scenarios_and_explore_options_are_refused(make, shown: str) -> None
     with pytest.raises(sandbox.InvalidParameterError) as info:
         make()
     assert shown in str(info.value)
+
+
+def test_plain_text_front_ends_get_a_short_repr(double_charge: Counterexample) -> None:
+    """repr() (what a plain-text front end shows) is one line saying what broke and what to do next."""
+    assert repr(double_charge) == (f"<Counterexample order-system seed {double_charge.seed}: no_double_charge() broken; "
+                                   f"print() it for the story, .replay() to run it again>")
+    green = Passed(order_system.scenario, 3, (1, 2, 3), (), 0.2)
+    assert repr(green) == "<Passed order-system: 3 runs, no counterexample; print() it for the details>"

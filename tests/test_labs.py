@@ -88,7 +88,7 @@ def test_a_cell_that_cannot_run_again_names_the_rule():
 
     linecache.cache[linecache_name] = (len(source), None, source.splitlines(keepends=True), linecache_name)
     exec(compile(source, linecache_name, "exec"), namespace)
-    with pytest.raises(sandbox.ConfigError, match=r"NameError.*only the service"):
+    with pytest.raises(sandbox.ConfigError, match=r"cell-2.py: a notebook cell.*NameError.*only the service"):
         service_factory(namespace["create_app"])()
 
 
@@ -139,3 +139,20 @@ def test_a_passing_grade_cell_shows_how_much_was_checked_but_no_seed():
     assert calls == [("hidden", "s", ("no_double_charge",))]
     assert shown == ("Passed: no_double_charge, on 34 runs of the hidden bank and adversarial schedules; 20 of 31 "
                      "scheduled faults acted; recovery paths taken: nodes restarted 4")
+
+
+def test_a_cell_failing_inside_a_task_group_names_the_error_inside():
+    """An exception group from the cell's code is unwrapped: the message names the first error inside it."""
+    import linecache
+
+    from autograder.labs import service_factory
+
+    source = ("import anyio\n\nasync def boom():\n    raise KeyError('sku')\n\nasync def main():\n"
+              "    async with anyio.create_task_group() as tg:\n        tg.start_soon(boom)\n\n"
+              "anyio.run(main)\n\ndef create_app():\n    return None\n")
+    name = "/tmp/ipykernel_0/cell-3.py"
+    linecache.cache[name] = (len(source), None, source.splitlines(keepends=True), name)
+    namespace = {"__name__": "__main__"}
+    exec(compile(source.replace("anyio.run(main)", "pass"), name, "exec"), namespace)
+    with pytest.raises(sandbox.ConfigError, match=r"\(KeyError: 'sku'\)"):
+        service_factory(namespace["create_app"])()

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel
 
 import sandbox
@@ -169,9 +169,8 @@ def create_trips_app(compensate: bool = True, persist: bool = True, stable_ids: 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if persist:  # a (re)started orchestrator first finishes the sagas its log says are unfinished
-            handle = Request({"type": "http", "app": app, "headers": []})  # no request at startup: build one
-            db = await sandbox.database("trips-db")(handle)
-            http = await sandbox.http_client(handle)
+            db = await sandbox.resolve(app, sandbox.database("trips-db"))  # no request at startup
+            http = await sandbox.resolve(app, sandbox.http_client)
             for row in await db.scan("sagas"):
                 if row.value["status"] in ("running", "compensating"):
                     sandbox.event("recovery", trip=row.value["id"], status=row.value["status"])

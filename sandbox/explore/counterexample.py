@@ -75,6 +75,10 @@ class Counterexample:
             return f"{head}from {module} import {attr}; {attr}.replay({', '.join(args)})"
         return f"{head}{ref}.replay({', '.join(args)})"
 
+    def __repr__(self) -> str:  # plain-text front ends show this: short, with where to look next
+        return (f"<Counterexample {self.scenario.name} seed {self.seed}: {self.verdict.invariant} broken; "
+                f"print() it for the story, .replay() to run it again>")
+
     def __str__(self) -> str:
         v = self.verdict
         sizes = ", ".join(f"{k}={n}" for k, n in self.workload.items()) or "as built"
@@ -155,6 +159,10 @@ class Passed:
     @property
     def ok(self) -> bool:
         return not self.undecided
+
+    def __repr__(self) -> str:
+        state = "no counterexample" if self.ok else f"{len(self.undecided)} runs undecided (not a pass)"
+        return f"<Passed {self.scenario.name}: {self.runs} runs, {state}; print() it for the details>"
 
     def __str__(self) -> str:
         span = f"seeds {self.seeds[0]}..{self.seeds[-1]}" if self.seeds else "no seeds"
