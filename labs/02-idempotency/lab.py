@@ -341,6 +341,13 @@ class _IdempotencySemantics:
                             f"key {key} got two different successful responses: {first['body']!r} and then "
                             f"{answer['body']!r}", invoke,
                         ))
+            heard = [a["status"] for a in done.value.get("answers", ()) if a["status"] is not None]
+            if invoke.f in ("pay", "pay-twice") and done.type == "info" and heard and heard[-1] == 409:
+                problems.append((
+                    f"{invoke.f} (key {key}) gave up after {len(done.value['answers'])} attempts, the last answered "
+                    f"409 (in flight) long after the first request began: a key whose first request died with its "
+                    f"replica must be taken over after a while (a lease), or that payment can never complete", invoke,
+                ))
         if problems:
             summary = problems[0][0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
             evidence: list[Any] = []
@@ -358,8 +365,10 @@ def idempotency_semantics() -> _IdempotencySemantics:
     For each answer a shopper got (timeouts and 5xx aside): a payment with a key gets 201
     or, while the first request with that key is in flight, 409; a key reused with another
     payload gets 422; a payment without a key gets 400; and one key never gets two different
-    successful responses (a retry gets the stored one: same status, same body). FAIL with the
-    operations that saw otherwise; UNKNOWN if no request got an answer.
+    successful responses (a retry gets the stored one: same status, same body); and no payment
+    is left "in flight" for ever: a shopper who gave up while still hearing 409 found a key
+    whose first request died and was never taken over. FAIL with the operations that saw
+    otherwise; UNKNOWN if no request got an answer.
     """
     return _IdempotencySemantics()
 
