@@ -58,7 +58,20 @@ POLL_TIMEOUT = 2.0
 
 
 class Message(BaseModel):
-    """One message as a consumer handler receives it."""
+    """One message as a consumer handler receives it.
+
+    ``value`` is what the producer sent (JSON-like: usually a dict), ``key`` its key,
+    ``headers`` its headers (``message.headers.get("traceparent")``, an id the producer set
+    for deduplication...), and ``topic`` / ``partition`` / ``offset`` where it sits in the
+    log: a message delivered again has the same three.
+
+    Example::
+
+        @sandbox.consumer(app, "payment-requested", group="payments")
+        async def on_payment_requested(message: sandbox.Message) -> dict:
+            payment_id = message.headers.get("payment-id") or message.value["payment_id"]
+            ...
+    """
 
     topic: str
     partition: int
