@@ -68,7 +68,8 @@ class Client:
 
 
 class Operation:
-    """One history operation in progress; complete it with ``ok``, ``fail`` or ``info``."""
+    """One history operation in progress; complete it with ``ok``, ``fail`` or ``info`` (or
+    ``answered`` with an HTTP response, which picks one)."""
 
     def __init__(self, node: ClientNode, f: str, value: Any) -> None:
         self._node = node
@@ -87,6 +88,24 @@ class Operation:
     def info(self, value: Any = None, error: str | None = None) -> None:
         """The client cannot tell whether it happened."""
         self._outcome = ("info", value, error)
+
+    def answered(self, response: Any) -> None:
+        """Complete with an HTTP answer, read as Jepsen reads one: a 2xx happened (``ok``, its JSON
+        body), a 4xx certainly did not (``fail``: the service refused), anything else (a 5xx) may or
+        may not have (``info``); the last two keep ``{"status": ..., "detail": <the body's text>}``.
+
+        Example::
+
+            async with client.operation("place-order", request) as op:
+                op.answered(await client.http.post("http://orders/orders", json=request))
+        """
+        status = response.status_code
+        if 200 <= status < 300:
+            self.ok(response.json())
+        elif 400 <= status < 500:
+            self.fail({"status": status, "detail": response.text})
+        else:
+            self.info({"status": status, "detail": response.text})
 
     async def __aenter__(self) -> Operation:
         node = self._node

@@ -92,6 +92,34 @@ def test_fail_and_info_are_recorded_with_their_value_and_error():
     ]
 
 
+def test_an_http_answer_completes_an_operation_as_jepsen_reads_it():
+    """op.answered: a 2xx is ok with its JSON body, a 4xx a fail (refused), a 5xx info (unknown)."""
+
+    def flaky_app() -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/boom")
+        async def boom():
+            raise HTTPException(503, "busy")
+
+        return app
+
+    world = new_world()
+    world.add_service("flaky", flaky_app)
+
+    async def shopper(client: sandbox.Client) -> None:
+        for url, qty in (("http://shop/orders", 1), ("http://shop/orders", 9), ("http://flaky/boom", 1)):
+            async with client.operation("place", {"qty": qty}) as op:
+                op.answered(await client.http.post(url, json={"qty": qty}))
+
+    world.add_client("shopper", shopper)
+    world.run()
+    assert [(op.type, op.value) for op in world.history if op.type != "invoke"] == [
+        ("ok", {"id": "o-1"}),
+        ("fail", {"status": 409, "detail": '{"detail":"out of stock"}'}),
+        ("info", {"status": 503, "detail": '{"detail":"busy"}'}),
+    ]
+
 def test_a_timeout_inside_an_operation_is_info_and_does_not_propagate():
     """A RequestTimeout inside client.operation is recorded as info with the error, and the workload goes on."""
     world = new_world()

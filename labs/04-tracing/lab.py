@@ -255,12 +255,7 @@ async def customer(client: sandbox.Client, orders: int) -> None:
             except sandbox.RequestTimeout:
                 op.info(error="no answer")
             else:
-                if r.status_code == 201:
-                    op.ok(r.json())
-                elif 400 <= r.status_code < 500:
-                    op.fail({"status": r.status_code, "detail": r.text})
-                else:
-                    op.info({"status": r.status_code, "detail": r.text})
+                op.answered(r)
         await client.sleep(client.random.expovariate(1.0 / THINK_TIME))
 
 
