@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import AsyncBackend
-from simpy.events import AllOf, Event, Timeout
+from simpy.events import AllOf, Event
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -40,6 +40,7 @@ from ._runtime import (
     require_node,
     sleep,
 )
+from ._vtime import call_at
 from .errors import ForeignAwaitError
 
 
@@ -81,11 +82,11 @@ class _CancelScope(anyio.CancelScope):
         env = host.node.env
         deadline = self._deadline
 
-        def expire(_event: Any) -> None:
+        def expire() -> None:
             if self._host is not None and self._deadline == deadline:
                 self.cancel()
 
-        Timeout(env, max(deadline - env.now, 0.0)).callbacks.append(expire)
+        call_at(env, deadline, expire)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         self._leave()
@@ -335,9 +336,11 @@ class _TaskGroup(anyio.abc.TaskGroup):
         self.cancel_scope = _CancelScope()
         self.cancel_scope._group = self
         self._children: list[Task] = []
+        self._host: Task | None = None
 
     async def __aenter__(self) -> _TaskGroup:
         self.cancel_scope.__enter__()
+        self._host = current_task.get()
         return self
 
     def create_task(self, coro: Coroutine[Any, Any, Any], *, name: object = None, context: Any = None) -> Task:
@@ -364,6 +367,13 @@ class _TaskGroup(anyio.abc.TaskGroup):
         # As in anyio: a child that fails cancels the whole group (its siblings and the host).
         if task.error is not None and not isinstance(task.error, Cancelled):
             self.cancel_scope.cancel()
+            host = self._host
+            if host is not None and host.finished and host.error is None:
+                # The block was entered and never left (a lifespan's task group: the app started, and its
+                # shutdown never runs in the sandbox), so no __aexit__ will raise this error: record it now,
+                # as a server's log shows a background task that died.
+                task.node.world.record_error(task.node, f"background task {task.name!r} (in the lifespan's task "
+                                             f"group)", task.error)
 
     def _cancel_children(self) -> None:
         for task in list(self._children):

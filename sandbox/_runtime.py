@@ -406,7 +406,7 @@ class Task:
             f"virtual time passing (a loop around `await sandbox.sleep(0)` or an already-finished event?); the task "
             f"was stopped. Wait for something that takes time, for instance a backoff: `await sandbox.sleep(0.1)`"
         )
-        self.node.world._service_error(self.node, self.name, error)
+        self.node.world.record_error(self.node, self.name, error)
         self.kill()
 
     def kill(self) -> None:

@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from simpy.events import Timeout
 
 from ._runtime import Task, sleep
+from ._vtime import due
 from .errors import (
     DuplicateNameError,
     InvalidParameterError,
@@ -366,7 +367,7 @@ class Broker(Node):
     def _assign(self, g: _Group, topic: str) -> None:
         now = self.env.now
         members = g.members.get(topic, {})
-        live = sorted(m for m, seen in members.items() if now - seen <= self.session_timeout)
+        live = sorted(m for m, seen in members.items() if not due(now, seen + self.session_timeout))
         for m in [m for m in members if m not in live]:
             del members[m]
         if not live:
@@ -548,7 +549,7 @@ class HandlerFailed(Exception):
 def _consumer_stopped(instance: Instance, sub: Subscription) -> Callable[[Task], None]:
     def stopped(task: Task) -> None:
         if task.error is not None:
-            instance.world._service_error(instance, f"consumer {sub.group}/{sub.topic}", task.error)
+            instance.world.record_error(instance, f"consumer {sub.group}/{sub.topic}", task.error)
 
     return stopped
 
@@ -598,7 +599,7 @@ async def _consume(instance: Instance, sub: Subscription) -> None:
             try:
                 ok = await _handle(instance, sub, message)
             except Exception as exc:  # never let one message end the loop
-                world._service_error(instance, f"consumer {sub.group}/{sub.topic} offset {message.offset}", exc)
+                world.record_error(instance, f"consumer {sub.group}/{sub.topic} offset {message.offset}", exc)
                 ok = False
             if not ok:
                 # The position stays at this message: the rest of the partition's batch is
@@ -651,14 +652,14 @@ async def _handle(instance: Instance, sub: Subscription, message: Message) -> bo
         await instance.app(scope, receive, send)
     except Exception as exc:  # the handler raised: the message stays uncommitted
         error = exc
-        world._service_error(instance, f"consumer {sub.group}/{sub.topic} offset {message.offset}", exc)
+        world.record_error(instance, f"consumer {sub.group}/{sub.topic} offset {message.offset}", exc)
     ok = error is None and 200 <= status < 300
     if span is not None:
         tracing.end_consumer_span(span, ok, error)
     if not ok:
         world.record("consumer.failed", instance.name, sub.group, message.topic, message.partition, message.offset, status)
         if error is None:  # the handler answered with an error status: say so, or redelivery looks silent
-            world._service_error(
+            world.record_error(
                 instance,
                 f"consumer {sub.group}/{sub.topic} offset {message.offset}",
                 HandlerFailed(f"the handler answered {status}: {answer[:300].decode('utf-8', 'replace')}; the message "

@@ -157,7 +157,7 @@ class ClientNode(Node):
 
     def _finished(self, task: Task) -> None:
         if task.error is not None:
-            self.world._service_error(self, "workload", task.error)
+            self.world.record_error(self, "workload", task.error)
         if not self.done.triggered:
             self.done.succeed(task.result)
 

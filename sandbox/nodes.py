@@ -17,9 +17,10 @@ from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any
 
-from simpy.events import Event, Timeout
+from simpy.events import Event
 
 from ._runtime import Task, WaitEvent
+from ._vtime import call_at, due
 from .clocks import Clock
 from .errors import NodeCrashed, RequestTimeout
 
@@ -177,18 +178,18 @@ class Node:
 
     def _arm(self, deadline: float) -> None:
         self._timer_at = deadline
-        Timeout(self.env, max(deadline - self.env.now, 0.0), deadline).callbacks.append(self._expire_due)
+        call_at(self.env, deadline, lambda: self._expire_due(deadline))
 
-    def _expire_due(self, event: Event) -> None:
-        if event._value != self._timer_at:
-            return  # superseded by an earlier deadline
+    def _expire_due(self, armed_for: float) -> None:
+        if armed_for != self._timer_at:
+            return  # superseded by an earlier deadline (the very same float: a token, not a time comparison)
         if self.paused:
-            self._held.append(lambda: self._expire_due(event))
+            self._held.append(lambda: self._expire_due(armed_for))
             return
         self._timer_at = None
-        now = self.env.now + 1e-9  # a deadline is due at its time, whatever float rounding did
+        now = self.env.now
         deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
+        while deadlines and due(now, deadlines[0][0]):
             _deadline, msg_id, timeout, describe = heappop(deadlines)
             pending = self._pending.pop(msg_id, None)
             if pending is not None and not pending.triggered:

@@ -180,7 +180,7 @@ class Instance(Node):
 
     def _lifespan_done(self, task: Task) -> None:
         if task.error is not None:
-            self.world._service_error(self, "lifespan", task.error)
+            self.world.record_error(self, "lifespan", task.error)
 
     # --- serving ---------------------------------------------------------------------
 
@@ -253,7 +253,7 @@ class _Exchange:
         instance = self.instance
         world = instance.world
         if task.error is not None:
-            world._service_error(instance, f"{self.request.method} {self.request.path}", task.error)
+            world.record_error(instance, f"{self.request.method} {self.request.path}", task.error)
             if self.status is None:
                 self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain")], b"Internal Server Error"
         elif self.status is None:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event, Timeout
 
+from ._vtime import call_at, due
 from .errors import (
     DuplicateKey,
     InvalidParameterError,
@@ -483,16 +484,19 @@ class DatabaseNode(Node):
         timeout = self.idle_timeout
         store = self.store
         epoch = self.epoch
+        tx = store._txs.get(tx_id)
+        if tx is None:
+            return
 
-        def check(_event: Event) -> None:
+        def check() -> None:
             if self.paused:
-                self._held.append(lambda: check(_event))
+                self._held.append(check)
                 return
             tx = store._txs.get(tx_id)
-            if tx is not None and self.epoch == epoch and self.env.now - tx.last_active >= timeout:
+            if tx is not None and self.epoch == epoch and due(self.env.now, tx.last_active + timeout):
                 store.abort(tx_id, f"idle in transaction for {timeout:g}s (idle_in_transaction_session_timeout)")
 
-        Timeout(self.env, timeout).callbacks.append(check)
+        call_at(self.env, tx.last_active + timeout, check)
 
 
 class _Execute:

@@ -337,7 +337,9 @@ class World:
         if getattr(getattr(instance.app, "state", None), "chaos_dojo_consumers", None):
             self.broker.instance_ready(instance)
 
-    def _service_error(self, node: Node, where: str, error: BaseException) -> None:
+    def record_error(self, node: Node, where: str, error: BaseException) -> None:
+        """Record an exception that escaped code running on ``node`` (``where``: the endpoint, consumer or
+        task) in ``world.errors``, as a server's log would show it; the run goes on."""
         kind, message = type(error).__name__, str(error)
         if isinstance(error, RuntimeError) and "unsupported async environment" in message:
             # httpx / httpcore found no asyncio loop: a real network client was used.

@@ -279,3 +279,34 @@ def test_plain_text_front_ends_get_a_short_repr(double_charge: Counterexample) -
                                    f"print() it for the story, .replay() to run it again>")
     green = Passed(order_system.scenario, 3, (1, 2, 3), (), 0.2)
     assert repr(green) == "<Passed order-system: 3 runs, no counterexample; print() it for the details>"
+
+
+def _dying_poller_world(seed: int, pollers: int = 1) -> sandbox.World:
+    """A service whose lifespan's background poller dies at t=1.5 (KeyError), and a client that waits 3 s."""
+    from test_services import poller_app
+
+    world = sandbox.World(seed=seed)
+    world.add_service("api", poller_app, replicas=pollers)
+
+    async def idle(client: sandbox.Client) -> None:
+        await client.sleep(3.0)
+
+    world.add_client("caller", idle)
+    return world
+
+
+def test_a_counterexample_shows_the_errors_in_service_code():
+    """The counterexample's text and HTML list what escaped service code in the run: a background poller that
+    died in the lifespan's task group is there, with its node, time and exception."""
+
+    def poller_alive(world: sandbox.World) -> Verdict:
+        if world.errors:
+            return Verdict.failing("poller alive", "the poller stopped", ())
+        return Verdict.passing("poller alive", "it polled throughout")
+
+    found = explore(Scenario("pollers", _dying_poller_world, {"pollers": 1}), [poller_alive], seeds=[4], workers=1)
+    assert isinstance(found, Counterexample)
+    text = str(found)
+    assert "Errors in service code (1):" in text
+    assert "t=1.5000 api-0 background task" in text and "KeyError: 'cursor'" in text
+    assert "Errors in service code (1):" in found._repr_html_()

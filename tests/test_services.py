@@ -886,6 +886,56 @@ def test_a_failing_task_group_child_cancels_its_siblings_and_the_host():
     assert r.json()["after"] == pytest.approx(0.1, abs=1e-9)
 
 
+def poller_app() -> FastAPI:
+    """A lifespan that starts a background poller in a task group; the poller dies on its third round."""
+    from contextlib import asynccontextmanager
+
+    import anyio
+
+    rounds = []
+
+    async def poll() -> None:
+        while True:
+            await sandbox.sleep(0.5)
+            rounds.append(len(rounds))
+            if len(rounds) == 3:
+                raise KeyError("cursor")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(poll)
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/rounds")
+    async def count() -> dict:
+        return {"rounds": len(rounds)}
+
+    return app
+
+
+def test_a_background_task_that_dies_in_the_lifespans_task_group_is_recorded():
+    """A lifespan task group's child that raises is recorded in world.errors, named, at the time it died (the
+    lifespan's block is never left, so nothing else would ever report it); the replica goes on serving."""
+    world = sandbox.World(seed=1)
+    world.add_service("api", poller_app)
+    seen = []
+
+    async def later(client: sandbox.Client) -> None:
+        await client.sleep(3.0)
+        seen.append(await client.http.get("http://api/rounds", timeout=1.0))
+
+    world.add_client("caller", later)
+    world.run()
+    [r] = seen
+    [error] = world.errors
+    assert (error.node, error.type, error.time) == ("api-0", "KeyError", pytest.approx(1.5))
+    assert "background task" in error.where and "poll" in error.where and "lifespan" in error.where
+    assert r.status_code == 200 and r.json() == {"rounds": 3}
+
+
 def test_a_task_that_never_lets_time_pass_is_stopped_with_livelock_error(monkeypatch):
     """A loop on `await sandbox.sleep(0)` is stopped with LivelockError; the caller times out and run(until=...) returns."""
     monkeypatch.setattr("sandbox._runtime.SPIN_LIMIT", 1_000)  # the default, 100,000 resumptions, takes ~1 s of wall time

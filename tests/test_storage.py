@@ -867,14 +867,14 @@ def test_a_reused_transaction_object_commits_its_second_block():
 
 def test_the_idle_timeout_aborts_a_transaction_whose_last_statement_failed():
     """A transaction idle after a failed statement is aborted after idle_timeout, releasing its lock."""
-    world = bank_world(idle_timeout=0.5)
+    world = bank_world(idle_timeout=0.55)
     r = call(world, "/conflict-then-idle", node="bank")
-    later = call(world, "/hold", node="bank", start=0.6)  # needs the same row lock for 0.5 s
+    later = call(world, "/hold", node="bank", start=0.6)  # needs the same row lock, idle for 0.5 s
     world.run()
     assert r["body"]["error"] == "TransactionAborted"
-    assert "idle in transaction for 0.5s" in r["body"]["message"]
+    assert "idle in transaction for 0.55s" in r["body"]["message"]
     (abort,) = world.recorder.entries("db.abort")
-    assert 0.5 < abort[0] < 0.6
+    assert 0.55 < abort[0] < 0.6
     assert later["body"] == {"committed": True}
     assert later["done"] < 1.2  # not held up until the idle request wakes at t=2
     assert len(world.recorder.entries("db.commit")) == 1  # only the later one
@@ -903,3 +903,22 @@ def test_a_duplicated_insert_in_a_transaction_commits_once():
     assert world.recorder.counts()["net.duplicate"] > 0
     assert world.database(DB).rows("orders") == {"o1": {"n": 1}}
     assert [e[3:6] for e in world.recorder.entries("db.write") if e[3] == "orders"] == [("orders", "o1", 1)]
+
+
+#: Instants t at which t + d - t < d in floating point: a timer armed at t for d seconds fires "too early".
+ROUNDING_HAZARDS = [(t / 1000, d) for d in (0.5, 2.0) for t in range(1, 3000) if (t / 1000 + d) - t / 1000 < d][::97]
+
+
+@pytest.mark.parametrize(("start", "idle"), ROUNDING_HAZARDS)
+def test_an_abandoned_transaction_is_aborted_on_time_whatever_float_rounding_does(start, idle):
+    """A transaction idle from any instant is aborted idle_timeout later and its row lock freed: the timer's own
+    check never misses its deadline by a rounding error (t + 2.0 - t is 1.9999999999999998 for t = 0.002)."""
+    world = make_world(idle_timeout=idle, latency=0.0, jitter=0.0)
+    world.network.set_defaults(latency=0.0, jitter=0, distribution="constant")
+    holder = call(world, "/increment", {"lock": True, "pause": 10 * idle}, start=start)
+    later = call(world, "/increment", {"lock": True, "pause": 0}, start=start + 0.001)
+    world.run()
+    (abort,) = world.recorder.entries("db.abort")
+    assert abort[0] == pytest.approx(start + idle, abs=1e-6)
+    assert holder["body"]["error"] == "TransactionAborted"
+    assert later["done"] == pytest.approx(start + idle, abs=1e-6)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._vtime import due
 from ..errors import InvalidParameterError, UnknownServiceError
 from ..events import Event
 from ._common import (
@@ -222,7 +223,7 @@ class _Breaker(InvariantBase):
             elif (before, after) not in LEGAL:
                 problems.append((e.time, f"{label} went {before} -> {after}: the legal moves are closed -> open, "
                                          f"open -> half_open, half_open -> closed or open", e))
-            elif before == "open" and self.min_open is not None and e.time - since < self.min_open - 1e-9:
+            elif before == "open" and self.min_open is not None and not due(e.time, since + self.min_open):
                 problems.append((e.time, f"{label} tried again {e.time - since:.4f}s after opening, before "
                                          f"min_open={self.min_open:g}s", e))
             new = after if after in STATES else current

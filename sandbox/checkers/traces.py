@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._vtime import due
 from ..clocks import EPOCH_NS
 from ..errors import UnknownNameError
 from ._common import Invariant, InvariantBase, at, crashes, names, plural
@@ -159,11 +160,11 @@ def _lost_in_crash(span: Span, callers: dict[tuple[str, int], list[tuple[str, st
     waiting for the answer, or even before the request arrived (it was still on the wire)."""
     node = node_of(span)
     if not span.parent.is_remote:  # the parent was open on this node when it crashed
-        return any(t >= ended(span) - 1e-9 for t in crashed.get(node, ()))
+        return any(due(t, ended(span)) for t in crashed.get(node, ()))
     if span.kind.name == "SERVER":
         method, path = span.attributes.get("http.request.method"), span.attributes.get("url.path")
         senders = [(c, at) for c, m, p, at in callers.get((node, span.start_time), ()) if (m, p) == (method, path)]
-        return any(t >= at - 1e-9 for c, at in senders for t in crashed.get(c, ()))
+        return any(due(t, at) for c, at in senders for t in crashed.get(c, ()))
     return any(times for other, times in crashed.items() if other != node)
 
 

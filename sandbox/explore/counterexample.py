@@ -90,6 +90,9 @@ class Counterexample:
         if len(v.evidence) > 8:
             lines.append(f"  ... and {len(v.evidence) - 8} more")
         lines.append("")
+        errors = self._errors()
+        if errors:
+            lines += errors + [""]
         if len(self.schedule):
             lines.append(f"Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):")
             lines += [f"  {line}" for line in str(self.schedule).splitlines()]
@@ -103,9 +106,23 @@ class Counterexample:
         ]
         return "\n".join(lines)
 
+    #: How many of the run's service errors the text shows.
+    ERRORS_SHOWN = 5
+
+    def _errors(self) -> list[str]:
+        """What escaped service code in the run (a 500's exception, a consumer's, a background task that
+        died), as a server's log shows it: a heading and one line per error, the first few."""
+        errors = self.world.errors
+        if not errors:
+            return []
+        shown = errors[: self.ERRORS_SHOWN]
+        more = f", the first {len(shown)}" if len(errors) > len(shown) else ""
+        return [f"Errors in service code ({len(errors)}{more}):"] + [f"  {e}" for e in shown]
+
     def _repr_html_(self) -> str:
         from html import escape
 
+        errors = self._errors()
         parts = [
             # Amounts like "$38.00 ... $39.00" are not LaTeX: keep JupyterLab's MathJax off this output.
             "<div class='tex2jax_ignore mathjax_ignore' style='font-family: sans-serif'>",
@@ -113,6 +130,8 @@ class Counterexample:
             f"(seed {self.seed})</h3>",
             f"<p><b>{escape(self.verdict.summary)}</b></p>",
             "<ul>" + "".join(f"<li><code>{escape(str(e))}</code></li>" for e in self.verdict.evidence[:8]) + "</ul>",
+            *([f"<p>{escape(errors[0])}</p><pre style='white-space:pre-wrap'>"
+               f"{escape(chr(10).join(line.strip() for line in errors[1:]))}</pre>"] if errors else []),
             f"<p>Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):</p>",
             f"<pre>{escape(str(self.schedule))}</pre>",
             f"<p>Workload: {escape(', '.join(f'{k}={n}' for k, n in self.workload.items()) or 'as built')}</p>",

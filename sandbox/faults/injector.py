@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from simpy.events import Timeout
+from .._vtime import call_at
 
 from ..errors import InvalidParameterError, SandboxError
 from ..network import LinkRule, LinkState
@@ -168,8 +168,7 @@ class Chaos:
     # --- timing ------------------------------------------------------------------------
 
     def _at(self, when: float, action: Callable[[], None]) -> None:
-        env = self.world.env
-        Timeout(env, max(when - env.now, 0.0)).callbacks.append(lambda _e: action())
+        call_at(self.world.env, when, action)
 
     def heal(self) -> None:
         """End every fault still in force: the quiet phase begins."""
