@@ -14,11 +14,16 @@ Example (inside a lab's ``lab.py``)::
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import io
 import linecache
+import os
 import sys
+import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -38,9 +43,12 @@ with warnings.catch_warnings():
 
 __all__ = [
     "Graded",
+    "LearnerOutput",
     "TestClient",
     "check_bank",
+    "grade_cell",
     "grader",
+    "learner_output",
     "load_module",
     "must_pass",
     "mutant_names",
@@ -173,20 +181,140 @@ class Graded:
         return line
 
 
-def grader(check: Callable[..., Counterexample | Passed]) -> Callable[..., Graded]:
+class LearnerOutput:
+    """What the learner's code wrote while it was graded (see ``learner_output``): its ``text`` and ``lines``."""
+
+    #: How many of the last lines a failing grade shows.
+    TAIL = 10
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    @property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    def tail(self) -> str:
+        """The last lines, for a failing grade's message ("" if nothing was written)."""
+        lines = self.lines
+        if not lines:
+            return ""
+        shown = [line if len(line) <= 200 else line[:199] + "…" for line in lines[-self.TAIL:]]
+        head = f"Your code wrote {len(lines)} lines to its output while it was graded"
+        head += f"; the last {len(shown)}:" if len(lines) > len(shown) else ":"
+        return "\n".join([head, *(f"  | {line}" for line in shown)])
+
+
+def _streams_of_handlers(originals: set[int]) -> list[tuple[Any, Any]]:
+    """The logging handlers (root's and every named logger's) that write to one of the stream objects whose
+    ids are ``originals`` (the kernel's stdout and stderr), with the stream each writes to."""
+    import logging
+
+    loggers = [logging.getLogger()] + [lg for lg in list(logging.Logger.manager.loggerDict.values())
+                                       if isinstance(lg, logging.Logger)]
+    found = []
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and id(stream) in originals:
+                found.append((handler, stream))
+    return found
+
+
+@contextmanager
+def learner_output() -> Iterator[LearnerOutput]:
+    """Hold everything written while the learner's code is graded, so that none of it reaches the cell.
+
+    nbgrader scores a grade cell 0 as soon as it has any output on stderr, so a service that logs a
+    warning (``logging.warning``, a ``print`` to stderr, a library's warning) would lose every point
+    under nbgrader and keep them in the learner's own kernel. Inside this block the process's standard
+    streams (the ``sys`` objects and file descriptors 1 and 2, which forked check workers inherit) and
+    every logging handler writing to them go to one temporary file; afterwards everything is restored
+    and the text is in the ``LearnerOutput`` this yields.
+
+    Example::
+
+        with learner_output() as out:
+            result = check(create_app, "hidden")
+        print(len(out.lines), "lines held back")
+    """
+    out = LearnerOutput()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 (a closed or odd stream: nothing to flush)
+            pass
+    originals = {id(sys.stdout), id(sys.stderr), id(sys.__stdout__), id(sys.__stderr__)}
+    handlers = _streams_of_handlers(originals)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved_fds = [(fd, os.dup(fd)) for fd in (1, 2)]
+        text = io.TextIOWrapper(open(os.dup(sink.fileno()), "wb", buffering=0), encoding="utf-8",
+                                errors="replace", line_buffering=True, write_through=True)
+        saved_sys = (sys.stdout, sys.stderr)
+        try:
+            for fd, _saved in saved_fds:
+                os.dup2(sink.fileno(), fd)
+            sys.stdout = sys.stderr = text
+            for handler, _stream in handlers:
+                handler.setStream(text)
+            yield out
+        finally:
+            for handler, stream in handlers:
+                handler.setStream(stream)
+            sys.stdout, sys.stderr = saved_sys
+            try:
+                text.flush()
+            except Exception:  # noqa: BLE001
+                pass
+            for fd, saved in saved_fds:
+                os.dup2(saved, fd)
+                os.close(saved)
+            text.close()
+            sink.seek(0)
+            out.text = sink.read().decode("utf-8", errors="replace")
+
+
+def grade_cell(run: Callable[..., str]) -> Callable[..., None]:
+    """A grade cell's function from ``run``, which checks and returns a one-line summary or raises
+    AssertionError: the learner's output is held back while it runs (``learner_output``), the summary is
+    printed, and nothing is returned. nbgrader reads a number returned by a grade cell as partial credit
+    and any output on stderr as a failure; a grade cell's only answers are "passed" (quietly, on stdout)
+    and an AssertionError (with the counterexample, and the last lines the learner's code wrote)."""
+
+    @functools.wraps(run)
+    def cell(*args: Any, **kwargs: Any) -> None:
+        with learner_output() as out:
+            try:
+                summary = run(*args, **kwargs)
+            except AssertionError as failed:
+                error = failed
+            else:
+                error = None
+        if error is not None:
+            tail = out.tail()
+            raise AssertionError(f"{error}\n\n{tail}" if tail else str(error)) from None
+        if out.lines:
+            summary += f" (your code wrote {len(out.lines)} lines of output while graded; held back, never scored)"
+        print(summary)
+
+    return cell
+
+
+def grader(check: Callable[..., Counterexample | Passed]) -> Callable[..., None]:
     """A lab's ``grade`` from its ``check``: what a grade cell runs.
 
     ``grade(create_app, *only, secret=None)`` checks the hidden bank (drawn from ``secret`` or the
     grading secret: no seed is written in the notebook), only the invariants named in ``only``
-    (all if none), and returns a ``Graded`` summary, or raises AssertionError with the counterexample.
+    (all if none), and prints a ``Graded`` summary (runs, faults, recovery paths; no seed), or raises
+    AssertionError with the counterexample. It returns nothing (see ``grade_cell``).
     """
 
-    def grade(create_app: Callable[[], Any], *only: str, secret: str | None = None) -> Graded:
+    def grade(create_app: Callable[[], Any], *only: str, secret: str | None = None) -> str:
         passed = must_pass(check(create_app, "hidden", secret=secret, only=only))
-        return Graded(tuple(only), passed.runs, passed.faults, passed.recovery)
+        return repr(Graded(tuple(only), passed.runs, passed.faults, passed.recovery))
 
     grade.__doc__ = grader.__doc__
-    return grade
+    return grade_cell(grade)
 
 
 def check_bank(

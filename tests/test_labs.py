@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,8 +125,9 @@ def test_a_grade_cell_fails_with_the_counterexample_and_passes_quietly():
     assert must_pass(green) is green
 
 
-def test_a_passing_grade_cell_shows_how_much_was_checked_but_no_seed():
-    """grade() runs the hidden bank of the lab's check and shows runs, faults and recovery, never the seeds."""
+def test_a_passing_grade_cell_shows_how_much_was_checked_but_no_seed(capsys):
+    """grade() runs the hidden bank of the lab's check and prints runs, faults and recovery, never the seeds; it returns
+    nothing (nbgrader would read a number as partial credit)."""
     from autograder.labs import grader
 
     calls = []
@@ -135,10 +137,11 @@ def test_a_passing_grade_cell_shows_how_much_was_checked_but_no_seed():
         calls.append((bank, secret, only))
         return green
 
-    shown = repr(grader(check)(lambda: None, "no_double_charge", secret="s"))
+    assert grader(check)(lambda: None, "no_double_charge", secret="s") is None  # a number would be partial credit
     assert calls == [("hidden", "s", ("no_double_charge",))]
-    assert shown == ("Passed: no_double_charge, on 34 runs of the hidden bank and adversarial schedules; 20 of 31 "
-                     "scheduled faults acted; recovery paths taken: nodes restarted 4")
+    assert capsys.readouterr().out == ("Passed: no_double_charge, on 34 runs of the hidden bank and adversarial "
+                                       "schedules; 20 of 31 scheduled faults acted; recovery paths taken: nodes "
+                                       "restarted 4\n")
 
 
 def test_a_cell_failing_inside_a_task_group_names_the_error_inside():
@@ -156,3 +159,102 @@ def test_a_cell_failing_inside_a_task_group_names_the_error_inside():
     exec(compile(source.replace("anyio.run(main)", "pass"), name, "exec"), namespace)
     with pytest.raises(sandbox.ConfigError, match=r"\(KeyError: 'sku'\)"):
         service_factory(namespace["create_app"])()
+
+
+LOGGING_CELL = '''
+import logging
+import sys
+
+from fastapi import FastAPI
+
+log = logging.getLogger("payments")
+
+
+def create_app():
+    app = FastAPI()
+
+    @app.get("/")
+    async def hello():
+        log.warning("a warning from the service")
+        print("and a line on stderr", file=sys.stderr)
+        return {"ok": True}
+
+    return app
+'''
+
+
+def _calls_the_service(create_app):
+    """A check that runs ``create_app`` in a world (in worker processes when ``workers`` > 1)."""
+    import sandbox as sb
+
+    def build(seed: int, calls: int = 2) -> sb.World:
+        world = sb.World(seed=seed)
+        world.add_service("api", create_app)
+
+        async def caller(client: sb.Client) -> None:
+            for _ in range(calls):
+                await client.http.get("http://api/", timeout=1.0)
+
+        world.add_client("caller", caller)
+        return world
+
+    def ok(world):
+        from sandbox.checkers import Verdict
+
+        return Verdict.passing("answered", "every call answered")
+
+    from sandbox.explore import Scenario
+
+    return Scenario("logging", build, {"calls": 2}), [ok]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_grade_cell_holds_back_the_learners_logging_so_stderr_stays_empty(workers):
+    """A service that logs warnings and prints to stderr, through a handler configured before grading (as a
+    notebook's logging.basicConfig() does), in this process or in forked check workers: the grade cell writes
+    nothing on stderr (nbgrader would score it 0) and says how many lines it held back."""
+    import logging
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(f'''
+        import logging, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        logging.basicConfig(level=logging.INFO)
+        from autograder.labs import grade_cell, service_factory
+        from sandbox.explore import explore
+        from test_labs import LOGGING_CELL, _calls_the_service, _notebook_cell
+
+        namespace = _notebook_cell(LOGGING_CELL, "/tmp/ipykernel_0/cell-9.py")
+        scenario, invariants = _calls_the_service(service_factory(namespace["create_app"]))
+
+        @grade_cell
+        def grade():
+            found = explore(scenario, invariants, seeds=range(6), workers={workers})
+            assert not found.found, str(found)
+            return f"Passed: {{found.runs}} runs"
+
+        grade()
+        logging.getLogger("payments").warning("after grading, logging reaches stderr again")
+    ''')
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "WARNING:payments:after grading, logging reaches stderr again\n"
+    assert done.stdout.startswith("Passed: 6 runs (your code wrote 24 lines of output while graded; held back")
+
+
+def test_a_failing_grade_cell_shows_the_last_lines_the_learners_code_wrote():
+    """The AssertionError of a failing grade carries the counterexample and then the tail of the held-back output."""
+    from autograder.labs import grade_cell
+
+    @grade_cell
+    def grade():
+        for i in range(30):
+            print(f"line {i}", file=sys.stderr)
+        raise AssertionError("Counterexample - toy - seed 1")
+
+    with pytest.raises(AssertionError) as failed:
+        grade()
+    text = str(failed.value)
+    assert text.startswith("Counterexample - toy - seed 1\n\nYour code wrote 30 lines")
+    assert "  | line 29" in text and "  | line 19" not in text
