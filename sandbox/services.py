@@ -172,6 +172,13 @@ class Instance(Node):
         if self.disk_store is not None:
             self.disk_store.abort_all(f"{self.name} crashed")
 
+    def lose_disk(self) -> None:
+        """Lose this replica's local disk (a ``DiskLoss`` fault, while it is down): it restarts with an empty one."""
+        if self.disk_store is not None:
+            self.world.record("disk.lost", self.name)
+        self.disk_store = None
+        self.__dict__.get("_clients", {}).pop("disk", None)  # the client over the old disk (sandbox.deps caches it)
+
     def _became_ready(self, state: dict[str, Any]) -> None:
         self._state = state
         self.ready = True

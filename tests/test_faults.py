@@ -20,6 +20,7 @@ from sandbox.faults import (
     ClockSkew,
     Clog,
     Delay,
+    DiskLoss,
     Duplicate,
     Failure,
     Fault,
@@ -37,6 +38,7 @@ from sandbox.faults import (
     SlowStorage,
     SplitHalves,
     StorageTimeout,
+    Targets,
     nemesis,
 )
 
@@ -544,6 +546,40 @@ def test_kill_loses_memory_keeps_storage_and_restarts_after_restart_after():
     assert [world.database(DB).read("calls", str(i)) for i in range(len(stored_before_crash))] == [
         v["n"] for v in stored_before_crash
     ]
+
+
+def test_disk_loss_restarts_a_replica_with_an_empty_disk_and_keeps_the_database():
+    """DiskLoss at 0.3 (restart after 0.2): the replica is down until 0.5 and comes back with nothing on its disk
+    from before 0.3, while the database (a node of its own) keeps every row; later writes reach the new disk."""
+    world = counter_world()
+    steady(world, "c", "http://counter/calls/{i}", until=0.8, every=0.02, method="POST")
+    world.inject(Schedule([DiskLoss("counter", start=0.3, restart_after=0.2)]))
+    world.run()
+    assert [(e[0], e[1]) for e in world.recorder.log if e[1] in ("node.crash", "disk.lost", "node.restart")] == [
+        (0.3, "node.crash"), (0.3, "disk.lost"), (0.5, "node.restart"),
+    ]
+    results = outcomes(world, "c")
+    acked = {str(i): t for i, (t, kind, _v) in enumerate(results) if kind == "ok"}
+    before = {k for k, t in acked.items() if t < 0.3}
+    after = {k for k, t in acked.items() if t > 0.5}
+    assert before and after
+    assert before | after <= set(world.database(DB).rows("calls"))
+    on_disk = set(world.disk("counter-0").rows("calls"))
+    assert after <= on_disk and not (before & on_disk)
+
+
+def test_disk_loss_is_a_kill_in_reports_and_refuses_a_database():
+    """DiskLoss is PodChaos like Kill (its repr says the disk is lost); aimed at a database it is refused with the
+    name and what to use instead; the nemesis draws it on replicas only."""
+    fault = DiskLoss("counter", start=0.3, restart_after=0.2)
+    assert (fault.family, fault.action) == ("PodChaos", "disk-loss")
+    assert "disk lost" in repr(fault) or "disk lost" in str(Schedule([fault]))
+    world = counter_world()
+    with pytest.raises(sandbox.InvalidParameterError, match=r"'calls-db' has no local disk to lose.*Kill"):
+        world.inject(Schedule([DiskLoss(DB, start=0.1)]))
+    drawn = [f for seed in range(60) for f in nemesis(seed, Targets(["counter", DB], databases=[DB]),
+                                                      kinds=("disk-loss",), count=1)]
+    assert drawn and {f.target for f in drawn} == {("counter",)}
 
 
 def test_failure_keeps_the_node_down_for_its_duration():

@@ -30,6 +30,7 @@ from .specs import (
     ClockSkew,
     Clog,
     Delay,
+    DiskLoss,
     Duplicate,
     Failure,
     Fault,
@@ -67,6 +68,7 @@ __all__ = [
     "Bridge",
     # PodChaos
     "Kill",
+    "DiskLoss",
     "Failure",
     "Pause",
     # TimeChaos

@@ -31,6 +31,7 @@ from .specs import (
     Failure,
     Fault,
     Isolate,
+    DiskLoss,
     Kill,
     LinkFault,
     LockTimeouts,
@@ -146,6 +147,13 @@ class Chaos:
             try:
                 _starter(fault)
                 candidates = self._candidates(fault)
+                if isinstance(fault, DiskLoss):
+                    diskless = [n for n in candidates if not hasattr(world.nodes[n], "lose_disk")]
+                    if diskless:
+                        raise InvalidParameterError(
+                            f"{diskless[0]!r} has no local disk to lose: DiskLoss targets service replicas (their "
+                            f"sandbox.disk); for a database, use Kill (its storage survives) or StorageTimeout"
+                        )
                 if isinstance(fault, LinkFault) and fault.peer is not None:
                     overlap = sorted(set(candidates) & set(world._expand(fault.peer)))
                     if overlap:
@@ -337,6 +345,16 @@ class Chaos:
         self._hold(act, nodes, "down", free=lambda n: n.alive, held=lambda n: not n.alive,
                    take=lambda n: n.crash(), give=lambda n: n.restart())
 
+    def _disk_loss(self, act: _Active, nodes: list[str]) -> None:
+        """Crash the replicas (as ``_down``) and, those that went down with this fault, empty their disks."""
+        was_up = {name for name in nodes if self.world.nodes[name].alive}
+        self._down(act, nodes)
+        act.label = f"disk-loss {','.join(nodes)}"
+        for name in nodes:
+            node = self.world.nodes[name]
+            if name in was_up and not node.alive:
+                node.lose_disk()
+
     def _pause(self, act: _Active, nodes: list[str]) -> None:
         act.label = f"pause {','.join(nodes)}"
         self._hold(act, nodes, "paused", free=lambda n: n.alive and not n.paused, held=lambda n: n.paused,
@@ -489,6 +507,7 @@ _STARTERS: dict[type, Callable[[Chaos, _Active, list[str]], None]] = {
     SplitHalves: Chaos._halves,
     Bridge: Chaos._bridge,
     Kill: Chaos._down,
+    DiskLoss: Chaos._disk_loss,
     Failure: Chaos._down,
     Pause: Chaos._pause,
     ClockSkew: Chaos._clock,

@@ -32,6 +32,7 @@ from .specs import (
     ClockSkew,
     Clog,
     Delay,
+    DiskLoss,
     Duplicate,
     Failure,
     Fault,
@@ -147,6 +148,9 @@ def draw_fault(kind: str, rng: Any, targets: Targets, start: float, duration: fl
         return Bridge(list(targets.nodes), **when)
     if kind == "kill":
         return Kill(_one(rng, targets.nodes), start=_ms(start), restart_after=_ms(min(duration, rng.uniform(0.1, 1.0))))
+    if kind == "disk-loss":  # a replica's local disk: never a database's (a node of its own)
+        replicas = [n for n in targets.nodes if n not in targets.databases] or list(targets.nodes)
+        return DiskLoss(_one(rng, replicas), start=_ms(start), restart_after=_ms(min(duration, rng.uniform(0.1, 1.0))))
     if kind == "failure":
         return Failure(_one(rng, targets.nodes), **when)
     if kind == "pause":

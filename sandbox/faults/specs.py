@@ -363,6 +363,24 @@ class Kill(Fault):
 
 
 @dataclass(frozen=True, repr=False)
+class DiskLoss(Kill):
+    """PodChaos pod-kill that takes the pod's volume with it: the chosen service replicas crash and
+    their local disks (``sandbox.disk``) are lost, as when a machine is replaced; they restart
+    ``restart_after`` seconds later (default 0.5) from fresh memory **and an empty disk**. What they
+    kept elsewhere (a database, which is a node of its own; the other replicas) is untouched.
+    Mode defaults to ``"one"``; a target that names no service replica is refused when injected.
+
+    Example: ``DiskLoss("inventory-0", start=1.0, restart_after=0.5)``: does the cluster still hold
+    every write it acknowledged, when the replica that took them comes back with nothing?
+    """
+
+    action: ClassVar[str] = "disk-loss"
+
+    def _details(self) -> str:
+        return f"(its disk lost; restart after {self.restart_after:g} s)"
+
+
+@dataclass(frozen=True, repr=False)
 class Failure(Fault):
     """PodChaos pod-failure: the chosen nodes are down for the whole window, then start again."""
 
@@ -507,7 +525,7 @@ KINDS: dict[str, type[Fault]] = {
     cls.action: cls
     for cls in (
         Delay, Loss, Duplicate, Reorder, Bandwidth, Clog, Partition, Isolate, SplitHalves, Bridge,
-        Kill, Failure, Pause, ClockSkew, SlowStorage, StorageTimeout, LockTimeouts, Rebalance, Redelivery,
+        Kill, DiskLoss, Failure, Pause, ClockSkew, SlowStorage, StorageTimeout, LockTimeouts, Rebalance, Redelivery,
     )
 }
 
