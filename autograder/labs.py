@@ -45,6 +45,7 @@ __all__ = [
     "Graded",
     "LearnerOutput",
     "TestClient",
+    "alternative_names",
     "check_bank",
     "grade_cell",
     "grader",
@@ -68,7 +69,7 @@ def load_module(folder: Path, name: str, package: str) -> ModuleType:
     """
     path = folder / f"{name}.py"
     if not path.is_file():
-        known = sorted(p.stem for p in folder.glob("*.py")) + mutant_names(folder)
+        known = sorted(p.stem for p in folder.glob("*.py")) + mutant_names(folder) + alternative_names(folder)
         raise UnknownNameError(f"no module {name!r} in {folder}; modules: {known}")
     module_name = f"{package}.{name.replace('/', '.')}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -81,7 +82,17 @@ def load_module(folder: Path, name: str, package: str) -> ModuleType:
 
 def mutant_names(folder: Path) -> list[str]:
     """The partial fixes in ``folder/mutants``, sorted, as ``load_module`` names them (``"mutants/NAME"``)."""
-    return sorted(f"mutants/{p.stem}" for p in (folder / "mutants").glob("*.py") if not p.stem.startswith("_"))
+    return _modules(folder, "mutants")
+
+
+def alternative_names(folder: Path) -> list[str]:
+    """The correct fixes in ``folder/alternatives`` (written unlike the reference solution, as a learner who
+    solved it another way would), sorted, as ``load_module`` names them (``"alternatives/NAME"``)."""
+    return _modules(folder, "alternatives")
+
+
+def _modules(folder: Path, kind: str) -> list[str]:
+    return sorted(f"{kind}/{p.stem}" for p in (folder / kind).glob("*.py") if not p.stem.startswith("_"))
 
 
 def service_factory(create_app: Callable[[], Any]) -> Callable[[], Any]:

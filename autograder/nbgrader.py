@@ -9,7 +9,7 @@ as it is; cells with solution regions are cleared as nbgrader always does.
 
 The repository's ``nbgrader_config.py`` sets the course up: the course root is the
 repository, the source assignments are the folders of ``labs/`` (``labs/02-idempotency``
-is the assignment ``02-idempotency``), the reference solutions and mutants are never
+is the assignment ``02-idempotency``), the reference solutions, mutants and correct alternatives are never
 released nor copied into a submission, and ``GenerateAssignment`` uses this preprocessor.
 The hidden seed banks are not in the notebooks: grade cells call ``lab.grade``, which
 draws them from the grading secret (``autograder.seeds``).
@@ -29,8 +29,9 @@ from nbgrader import utils
 from nbgrader.converters.generate_assignment import GenerateAssignment
 from nbgrader.preprocessors import ClearSolutions
 
-#: Files of a lab folder that are never released to learners nor copied over a submission.
-NOT_RELEASED = ["solution*.py", "answer.py", "mutants"]
+#: Files of a lab folder that are never released to learners nor copied over a submission: the reference
+#: solutions and answers, the partial fixes (mutants) and the correct alternatives.
+NOT_RELEASED = ["solution*.py", "answer.py", "mutants", "alternatives"]
 
 
 class KeepGeneratedCode(ClearSolutions):
