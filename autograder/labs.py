@@ -29,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sandbox import replica_globals
 from sandbox.errors import ConfigError, UnknownNameError
 from sandbox.explore import Counterexample, Passed, Scenario, explore
 from sandbox.faults import Schedule
@@ -123,6 +124,7 @@ def service_factory(create_app: Callable[[], Any]) -> Callable[[], Any]:
     def fresh_replica() -> Any:
         module = ModuleType("chaos_dojo_service_cell")
         module.__dict__["__builtins__"] = __builtins__
+        module.__dict__.update(replica_globals())  # this replica's own hash() salt, as a separate process has
         sys.modules[module.__name__] = module  # pydantic resolves string annotations through it
         try:
             exec(compiled, module.__dict__)

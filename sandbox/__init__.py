@@ -40,6 +40,7 @@ fault timelines, a stepper).
 from __future__ import annotations
 
 from . import _determinism  # noqa: F401  (time, uuid and random answer from the world in sandbox code)
+from ._determinism import replica_globals
 from ._runtime import gather, sleep
 from .broker import Broker, Message, Producer, RecordMetadata, consumer
 from .clients import Client, Operation
@@ -108,6 +109,7 @@ __all__ = [
     "tracer",
     "hostname",
     "resolve",
+    "replica_globals",
     "consumer",
     "connect_local",
     "Database",

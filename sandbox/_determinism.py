@@ -20,10 +20,22 @@ Code that imported a function by name before the sandbox was imported (``from ti
 import time`` in a module loaded earlier) keeps the original; service modules loaded
 by a world (``isolate_module=True``) always see these. ``datetime.now()`` cannot be
 redirected: use ``sandbox.clock`` (``clock.now()``) in service code.
+
+One more difference between processes is not a function of the world but of the
+process: Python salts ``hash()`` of strings and bytes per interpreter
+(``PYTHONHASHSEED``), so two replicas in production disagree on ``hash("ord-1")``, and
+a fingerprint or a shard number computed with it differs from one replica (or one
+restart) to the next. All replicas of a world share one interpreter, so the code that
+each replica runs afresh (its service module, ``isolate_module=True``; a notebook
+cell run again per replica) sees ``replica_globals()``: a ``hash`` salted per replica
+incarnation, from the world's seed, as a separate process's would be. The builtin
+itself is untouched (dictionaries and libraries hash as always).
 """
 
 from __future__ import annotations
 
+import builtins as _builtins
+import hashlib as _hashlib
 import random as _random
 import time as _time
 import uuid as _uuid
@@ -106,6 +118,62 @@ def _seeded(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return draw
 
     return make
+
+
+_HASH_BITS = 64
+_HASH_MOD = 1 << _HASH_BITS
+
+
+def _signed(digest: bytes) -> int:
+    value = int.from_bytes(digest, "little", signed=True)
+    return -2 if value == -1 else value  # as CPython: -1 is never a hash (it means "error" in C)
+
+
+def salted_hash(salt: bytes) -> Callable[[object], int]:
+    """``hash`` as an interpreter started with this ``salt`` would compute it (see the module docstring).
+
+    Strings and bytes hash with the salt (BLAKE2b keyed by it, where CPython uses SipHash); tuples and
+    frozensets combine their items' salted hashes (equal values, equal hashes, within one replica);
+    numbers, ``None`` and every other object hash as the builtin does, unsalted as in CPython.
+    """
+    builtin = _builtins.hash
+
+    def salted(obj: object, /) -> int:
+        own = type(obj).__hash__  # a subclass with a __hash__ of its own hashes as it says
+        if own is str.__hash__:
+            data = b"s" + str.encode(obj, "utf-8", "surrogatepass")  # type: ignore[arg-type]
+        elif own is bytes.__hash__:
+            data = b"b" + bytes(obj)  # type: ignore[call-overload]
+        elif own is tuple.__hash__:
+            data = b"t" + b"".join((salted(item) % _HASH_MOD).to_bytes(8, "little") for item in obj)  # type: ignore[attr-defined]
+        elif own is frozenset.__hash__:
+            total = sum(salted(item) % _HASH_MOD for item in obj) % _HASH_MOD  # type: ignore[attr-defined]
+            data = b"f" + total.to_bytes(8, "little")
+        else:
+            return builtin(obj)
+        return _signed(_hashlib.blake2b(data, key=salt, digest_size=8).digest())
+
+    salted.__name__ = salted.__qualname__ = "hash"
+    salted.__doc__ = (builtin.__doc__ or "") + "\n\n(In a Chaos Dojo replica: salted per replica process.)"
+    return salted
+
+
+def replica_globals() -> dict[str, Any]:
+    """The names that code run afresh for the current replica sees as that process's own: ``hash``,
+    salted per replica incarnation from the world's seed. Merge them into the globals of a module
+    before executing it for one replica; outside a sandbox task, ``{}``.
+
+    Example::
+
+        module = types.ModuleType("service")
+        module.__dict__.update(sandbox.replica_globals())
+        exec(code, module.__dict__)
+    """
+    node = current_node.get()
+    if node is None:
+        return {}
+    salt = node.world.streams[f"hash-salt/{node.name}/{node.epoch}"].getrandbits(128).to_bytes(16, "little")
+    return {"hash": salted_hash(salt)}
 
 
 def install() -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import sniffio
 from simpy.events import Event
 
+from ._determinism import replica_globals
 from ._runtime import BACKEND_NAME, Task, WaitEvent, current_node
 from .errors import ConfigError, InvalidParameterError
 from .http import HttpRequest
@@ -79,6 +80,7 @@ def _fresh_factory(factory: AppFactory) -> AppFactory:
     if spec is None or spec.loader is None:
         return factory
     fresh = importlib.util.module_from_spec(spec)
+    fresh.__dict__.update(replica_globals())  # this replica's own hash() salt, as a separate process has
     spec.loader.exec_module(fresh)
     obj: Any = fresh
     for part in qualname.split("."):

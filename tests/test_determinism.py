@@ -350,3 +350,58 @@ def test_runs_that_record_different_history_values_have_different_fingerprints()
     """Two runs of one seed that differ only in a value recorded in the history get different fingerprints."""
     assert _token_run("be16e37c", store=False) != _token_run("059d6195", store=False)
     assert _token_run("be16e37c", store=False) == _token_run("be16e37c", store=False)
+
+
+# --- hash(): salted per replica process, as separate interpreters are --------------------
+
+
+def hashes_world(seed: int) -> list[dict]:
+    """Two replicas of svc_hashing asked for their hashes, then replica 0 killed, restarted and asked again."""
+    import svc_hashing
+
+    from sandbox.faults import Kill, Schedule
+
+    world = sandbox.World(seed=seed)
+    world.add_service("hasher", svc_hashing.create_app, replicas=2)
+    seen: list[dict] = []
+
+    async def asker(client: sandbox.Client) -> None:
+        for at in (0.1, 0.2, 1.0):
+            await client.sleep(at - client.now)
+            for replica in ("hasher-0", "hasher-1"):
+                seen.append((await client.http.get(f"http://{replica}/hashes", timeout=1.0)).json())
+
+    world.add_client("asker", asker)
+    world.inject(Schedule([Kill("hasher-0", start=0.5, restart_after=0.2)]))
+    world.run()
+    return seen
+
+
+def test_each_replica_and_each_restart_hashes_strings_with_its_own_salt():
+    """hash() of a string or tuple differs between the two replicas and before and after a restart (a new
+    process), is stable within one incarnation, and ints hash as the builtin does (unsalted, as in CPython)."""
+    first0, first1, again0, again1, restarted0, later1 = hashes_world(3)
+    assert first0["str"] == first0["again"] == again0["str"] == first0["at_import"]
+    assert len({first0["str"], first1["str"], restarted0["str"]}) == 3
+    assert len({first0["tuple"], first1["tuple"], restarted0["tuple"]}) == 3
+    assert first1["str"] == later1["str"]
+    assert {r["int"] for r in (first0, first1, restarted0)} == {hash(12345)}
+    assert first0["str"] != hash("ord-1")  # not this interpreter's own salt either
+
+
+def test_the_replicas_hash_salts_come_from_the_seed():
+    """The same seed gives every replica the same hash values in a fresh interpreter with another
+    PYTHONHASHSEED; another seed gives other values."""
+    code = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(TESTS_DIR)!r})\n"
+        "import test_determinism\n"
+        "print(json.dumps(test_determinism.hashes_world(3)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "77"},
+                          cwd=TESTS_DIR.parent, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == hashes_world(3)
+    assert hashes_world(4)[0]["str"] != hashes_world(3)[0]["str"]

@@ -258,3 +258,26 @@ def test_a_failing_grade_cell_shows_the_last_lines_the_learners_code_wrote():
     text = str(failed.value)
     assert text.startswith("Counterexample - toy - seed 1\n\nYour code wrote 30 lines")
     assert "  | line 29" in text and "  | line 19" not in text
+
+
+def test_a_factory_from_a_notebook_cell_hashes_with_each_replicas_own_salt():
+    """hash() in a cell-defined service is salted per replica, as in separate processes: the replicas disagree on
+    hash("ord-1") (a fingerprint made with it fails a retry that reaches the other replica, as in production)."""
+    from autograder.labs import service_factory
+
+    source = ("from fastapi import FastAPI\n\nimport sandbox\n\n\ndef create_app():\n    app = FastAPI()\n\n"
+              "    @app.get('/h')\n    async def h():\n        return {'h': hash('ord-1'), 'again': hash('ord-1')}\n\n"
+              "    return app\n")
+    namespace = _notebook_cell(source, "/tmp/ipykernel_0/cell-7.py")
+    world = sandbox.World(seed=2)
+    world.add_service("hasher", service_factory(namespace["create_app"]), replicas=2)
+    seen = []
+
+    async def asker(client: sandbox.Client) -> None:
+        for replica in ("hasher-0", "hasher-1"):
+            seen.append((await client.http.get(f"http://{replica}/h", timeout=1.0)).json())
+
+    world.add_client("asker", asker)
+    world.run()
+    assert [s["h"] == s["again"] for s in seen] == [True, True]
+    assert seen[0]["h"] != seen[1]["h"]
