@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograder.seeds import seed_bank
+from autograder.seeds import GRADING_SECRET_ENV, seed_bank
 
 ROOT = Path(__file__).resolve().parent.parent
 LABS = sorted(p.parent for p in (ROOT / "labs").glob("*/lab.ipynb"))
@@ -111,3 +111,91 @@ def test_each_lab_releases_as_an_assignment(folder: Path, tmp_path):
     text = (release / "lab.ipynb").read_text()
     hidden = seed_bank(folder.name, "hidden", 30)
     assert not [s for s in hidden if str(s) in text]
+
+
+#: The reference text of each solution cell (by nbgrader grade_id) of a lab; the default is solution.py.
+REFERENCES = {"01-cap": {"service": "solution_cp.py"}, "04-tracing": {"answer": "answer.py"}}
+
+#: Appended to the reference's service cell: a learner who logs. Warnings at every replica's start and every
+#: request, through a handler configured in the cell (bound to the kernel's stderr, as basicConfig does) and
+#: print(..., file=sys.stderr); in the kernel, the check's forked workers and the replicas alike. Logging
+#: must never cost points: nbgrader scores a grade cell with any output on stderr 0.
+LOGGING = '''
+
+import logging as _logging
+import sys as _sys
+
+_logging.basicConfig(level=_logging.INFO)
+_reference_create_app = create_app
+
+
+def create_app():
+    _logging.getLogger("service").warning("a replica starts")
+    app = _reference_create_app()
+
+    @app.middleware("http")
+    async def log_every_request(request, call_next):
+        _logging.getLogger("service").info("%s %s", request.method, request.url.path)
+        print("served", request.url.path, file=_sys.stderr)
+        return await call_next(request)
+
+    return app
+'''
+
+
+def _submit(course: Path, lab: Path, student: str, edit=None) -> None:
+    """Hand in the release of ``lab`` as ``student``, with ``edit(cell)`` applied to each code cell."""
+    folder = course / "submitted" / student / lab.name
+    shutil.copytree(course / "release" / lab.name, folder)
+    if edit is not None:
+        path = folder / "lab.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                edit(cell)
+        nbformat.write(nb, path)
+
+
+def _with_references(lab: Path, *, logging: bool):
+    references = {"service": "solution.py", **REFERENCES.get(lab.name, {})}
+
+    def edit(cell) -> None:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in references:
+            cell.source = (lab / references[grade_id]).read_text() + (LOGGING if logging and grade_id == "service"
+                                                                       else "")
+    return edit
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
+def test_each_lab_through_nbgrader_scores_the_release_0_and_the_reference_full_marks(lab: Path, tmp_path):
+    """The real pipeline on a temporary course, under a grading secret of its own: generate_assignment; autograde
+    scores the release as handed out 0 on every graded part, and the reference solution pasted in full marks,
+    also when its service logs warnings to stderr; generate_feedback writes each student's page, and the release's
+    page shows a counterexample."""
+    course = _course(tmp_path)
+    shutil.copytree(lab, course / "labs" / lab.name, ignore=shutil.ignore_patterns("__pycache__"))
+    _nbgrader(course, "generate_assignment", lab.name)
+    _submit(course, lab, "as-released")
+    _submit(course, lab, "reference", _with_references(lab, logging=False))
+    _submit(course, lab, "logging", _with_references(lab, logging=True))
+    secret = f"nbgrader-test-{lab.name}"
+    os.environ[GRADING_SECRET_ENV] = secret
+    try:
+        _nbgrader(course, "autograde", lab.name)
+    finally:
+        del os.environ[GRADING_SECRET_ENV]
+    from nbgrader.api import Gradebook
+
+    nb = nbformat.read(lab / "lab.ipynb", as_version=4)
+    parts = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"] for c in nb.cells
+             if c.metadata.get("nbgrader", {}).get("grade")}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="chaos-dojo") as gb:
+        scores = {student: {part: gb.find_grade(part, "lab", lab.name, student).score for part in parts}
+                  for student in ("as-released", "reference", "logging")}
+    assert scores["as-released"] == dict.fromkeys(parts, 0.0)
+    assert scores["reference"] == scores["logging"] == {part: float(points) for part, points in parts.items()}
+    _nbgrader(course, "generate_feedback", lab.name)
+    pages = {s: course / "feedback" / s / lab.name / "lab.html" for s in ("as-released", "reference", "logging")}
+    assert all(p.is_file() for p in pages.values()), sorted(map(str, course.glob("feedback/**/*")))
+    assert "Counterexample" in pages["as-released"].read_text()
