@@ -962,6 +962,55 @@ def test_connected_traces_excuses_a_request_that_outlived_its_crashed_sender():
     assert "lost its parent to a node crash" in verdict.summary
 
 
+def test_connected_traces_excuses_a_consumer_whose_producer_died_on_the_same_replica():
+    """A replica that sent messages and crashed before its request's span ended consumes them again after its
+    restart (a new process under the same name): their CONSUMER spans' parent died in that crash, excused."""
+    world = new_world(tracing=True, services=("jobs",))
+    calls(world, "producer", [("http://jobs/jobs", {"jobs": [{"id": f"j{i}"} for i in range(20)], "propagate": True})])
+    world.run(until=0.02)
+    world.crash("jobs")
+    world.run(until=0.5)
+    world.restart("jobs")
+    verdict = connected_traces()(world.run(settle=2.0))
+    assert verdict.passed, verdict
+    assert "lost their parent to a node crash" in verdict.summary
+
+
+def test_connected_traces_does_not_excuse_a_never_ended_parent_for_another_node_s_crash():
+    """A message sent in the context of a span that is never ended: its consumer is an orphan, and a crash of
+    some other node, which never held that span, excuses nothing."""
+
+    def leaky_app() -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/jobs")
+        async def publish(body: dict, producer: sandbox.Producer = Depends(sandbox.producer),
+                          tracer=Depends(sandbox.tracer)) -> dict:
+            from opentelemetry import trace
+
+            span = tracer.start_span("publish")  # never ended
+            with trace.use_span(span, end_on_exit=False):
+                headers: dict[str, str] = {}
+                TraceContextTextMapPropagator().inject(headers)
+                await producer.send("jobs", body, key="j", headers=headers)
+            return {}
+
+        @sandbox.consumer(app, "jobs", group="workers")
+        async def work(message: sandbox.Message) -> None:
+            pass
+
+        return app
+
+    world = new_world(tracing=True, services=("payments",))
+    world.add_service("jobs", leaky_app, isolate_module=False)
+    calls(world, "producer", [("http://jobs/jobs", {"id": "j1"})])
+    world.run(until=0.5)
+    world.crash("payments")
+    verdict = connected_traces()(world.run(settle=1.0))
+    assert verdict.outcome is Outcome.FAIL, verdict
+    assert [e for e in verdict.evidence if "jobs-0 CONSUMER 'process jobs'" in e and "orphan" in e], verdict
+
+
 def test_connected_traces_is_unknown_when_tracing_was_off():
     """Without tracing there are no spans to check: UNKNOWN."""
     world = new_world(services=("orders",))

@@ -108,6 +108,10 @@ class _ConnectedTraces(InvariantBase):
         lost = 0
         callers = _callers(world)
         crashed = crashes(world)
+        children: dict[tuple[int, int], list[Span]] = {}  # (trace, parent span) -> the spans that name it
+        for span in spans:
+            if span.parent is not None:
+                children.setdefault((span.context.trace_id, span.parent.span_id), []).append(span)
         for span in spans:
             if span.parent is None:
                 if node_of(span) not in entry and service_of(span) not in entry:
@@ -115,7 +119,7 @@ class _ConnectedTraces(InvariantBase):
                     sentence = f"{span.kind.name} span {span.name!r} on {node_of(span)} starts a trace of its own: {why}"
                     problems.append((started(span), sentence, span, "root of a trace of its own"))
             elif span.parent.span_id not in traces[span.context.trace_id]:
-                if _lost_in_crash(span, callers, crashed):
+                if _lost_in_crash(span, callers, crashed, children[(span.context.trace_id, span.parent.span_id)]):
                     lost += 1
                     continue
                 how = "remote (it came in a traceparent header)" if span.parent.is_remote else "local"
@@ -153,11 +157,17 @@ def _callers(world: World) -> dict[tuple[str, int], list[tuple[str, str, str, fl
 
 
 def _lost_in_crash(span: Span, callers: dict[tuple[str, int], list[tuple[str, str, str, float]]],
-                   crashed: dict[str, list[float]]) -> bool:
+                   crashed: dict[str, list[float]], siblings: list[Span]) -> bool:
     """True if the missing parent of ``span`` may have been lost with a node that crashed
     (a crashed process exports none of its open spans, as with a real SDK). For a SERVER
     span, that is a sender that crashed at any time after it sent the request: while
-    waiting for the answer, or even before the request arrived (it was still on the wire)."""
+    waiting for the answer, or even before the request arrived (it was still on the wire).
+    For another span with a remote parent (a CONSUMER span, whose parent came in a message),
+    it is the parent's node crashing while the parent was open: the parent's node is that of
+    a recorded local child of the same parent (``siblings``: the spans naming the same parent;
+    the parent was open when such a child started), else unknown, and then any crash will do.
+    A replica that crashed and restarted is a new process under the same name: the span may
+    run on the very node whose earlier incarnation lost its parent."""
     node = node_of(span)
     if not span.parent.is_remote:  # the parent was open on this node when it crashed
         return any(due(t, ended(span)) for t in crashed.get(node, ()))
@@ -165,7 +175,10 @@ def _lost_in_crash(span: Span, callers: dict[tuple[str, int], list[tuple[str, st
         method, path = span.attributes.get("http.request.method"), span.attributes.get("url.path")
         senders = [(c, at) for c, m, p, at in callers.get((node, span.start_time), ()) if (m, p) == (method, path)]
         return any(due(t, at) for c, at in senders for t in crashed.get(c, ()))
-    return any(times for other, times in crashed.items() if other != node)
+    local = [s for s in siblings if not s.parent.is_remote]
+    if local:
+        return any(due(t, started(s)) for s in local for t in crashed.get(node_of(s), ()))
+    return any(crashed.values())
 
 
 def connected_traces(*, entry_points: tuple[str, ...] = ()) -> Invariant:
