@@ -73,8 +73,8 @@ def create_app() -> FastAPI:
     """One replica of the inventory service."""
     app = FastAPI(title="inventory")
 
-    # --- FIX REGION 3: when a replica answers, and with what (CP: refuse with 503 rather than answer without
-    # --- a majority; AP: always answer from the local copy) ---
+    # --- FIX REGION 3: when a replica answers, and with what (CP: refuse rather than answer without a
+    # --- majority: 503 if applied nowhere, 504 if unknown; AP: always answer from the local copy) ---
     @app.get("/stock/{sku}")
     async def get_stock(sku: str, disk: sandbox.Database = Depends(sandbox.disk)) -> Stock:
         # Served from the local copy: fast, and available even if the other replicas are down.

@@ -1,12 +1,15 @@
 """Mutant (declared AP): a correct PN-counter, but each adjustment is gossiped once.
 
-Always answers, and the merge is right (entry-wise maximum). But a replica tells the
-others about an adjustment once, in the background, right after answering; a message
-lost or cut off by a partition is never sent again, so the replicas stay apart for ever.
+Always answers, and the merge is right (entry-wise maximum, so a message duplicated or
+reordered changes nothing). But a replica tells the others about an adjustment once, in
+the background, right after answering; a message lost or cut off by a partition is never
+sent again, so the replicas stay apart for ever. The step missed: resend (anti-entropy)
+until every replica has it.
 """
 
 from __future__ import annotations
 
+import anyio
 from fastapi import BackgroundTasks, Depends, FastAPI
 from pydantic import BaseModel
 
@@ -48,6 +51,7 @@ async def tell_peers(http: sandbox.HttpClient, sku: str, counter: Counter) -> No
 
 def create_app() -> FastAPI:
     app = FastAPI(title="inventory")
+    writing = anyio.Lock()  # one writer at a time on this replica's disk
 
     @app.get("/stock/{sku}")
     async def get_stock(sku: str, disk: sandbox.Database = Depends(sandbox.disk)) -> Stock:
@@ -62,7 +66,7 @@ def create_app() -> FastAPI:
         http: sandbox.HttpClient = Depends(sandbox.http_client),
     ) -> Stock:
         me = sandbox.hostname()
-        async with disk.transaction() as tx:
+        async with writing, disk.transaction() as tx:
             counter = await tx.get("counters", sku, {}, for_update=True)
             p, n = counter.get(me, [0, 0])
             counter[me] = [p + adj.delta, n] if adj.delta >= 0 else [p, n - adj.delta]
@@ -73,7 +77,7 @@ def create_app() -> FastAPI:
     @app.post("/gossip")
     async def receive_gossip(state: dict[str, Counter], disk: sandbox.Database = Depends(sandbox.disk)) -> dict:
         for sku, theirs in state.items():
-            async with disk.transaction() as tx:
+            async with writing, disk.transaction() as tx:
                 mine = await tx.get("counters", sku, {}, for_update=True)
                 for replica, (p, n) in theirs.items():
                     old = mine.get(replica, [0, 0])
