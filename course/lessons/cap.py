@@ -10,7 +10,8 @@ Three designs of the same API:
 
 * ``"CP"``: ``likes-0`` is the primary. Every request goes to it (the others relay);
   it applies a change only once a majority (itself and one more replica) stored it.
-  A replica that cannot reach the primary, or a primary without a majority, answers 503.
+  A replica that cannot reach the primary, or a primary without a majority, refuses: 504
+  (unknown: some replica may have the change), or 503 if it knows no replica has it.
 * ``"AP-LWW"``: each replica answers from its own copy and gossips ``(count, timestamp)``;
   on merge the later timestamp wins (last writer wins).
 * ``"AP-PN"``: each replica answers from its own copy, a PN-counter (``PNCounter``), and
@@ -129,8 +130,8 @@ def create_cp_app() -> FastAPI:
     async def relay(http: sandbox.HttpClient, method: str, path: str) -> Counted:
         try:
             r = await http.request(method, f"http://{PRIMARY}{path}", timeout=CLIENT_TIMEOUT - 0.05)
-        except sandbox.RequestTimeout:
-            raise HTTPException(503, "cannot reach the primary: refusing rather than guessing") from None
+        except sandbox.RequestTimeout:  # the primary may have applied it and only its answer was lost: unknown
+            raise HTTPException(504, "no answer from the primary: refusing rather than guessing") from None
         if r.status_code != 200:
             raise HTTPException(r.status_code, r.json().get("detail"))
         return Counted(**r.json())
@@ -143,16 +144,18 @@ def create_cp_app() -> FastAPI:
         async with locks[0]:                 # one change at a time, in one order
             new = {"likes": state["likes"] + delta, "seq": state["seq"] + 1}
 
-            async def store(peer: str) -> bool:
+            async def store(peer: str) -> bool | None:
                 try:
                     r = await http.post(f"http://{peer}/store", json=new, timeout=PEER_TIMEOUT)
                     return r.status_code == 200
                 except sandbox.RequestTimeout:
-                    return False
+                    return None              # no answer: it may have stored it, or not
 
-            acks = 1 + sum(await sandbox.gather(*(store(p) for p in _peers())))
-            if acks < 2:                     # a majority of three is two
-                raise HTTPException(503, "no majority reachable: not applied")
+            answers = await sandbox.gather(*(store(p) for p in _peers()))
+            if 1 + answers.count(True) < 2:  # a majority of three is two
+                if answers.count(False) == len(answers):
+                    raise HTTPException(503, "every other replica refused: applied nowhere")
+                raise HTTPException(504, "no majority answered: not committed, but a replica may have it")
             state.update(new)
             return Counted(likes=state["likes"])
 
@@ -254,8 +257,10 @@ async def _call(client: sandbox.Client, f: str, replica: str) -> None:
             return
         if r.status_code == 200:
             op.ok({"replica": replica, "status": 200, "likes": r.json()["likes"]})
-        else:
+        elif r.status_code == 503:            # refused, and applied nowhere: it did not happen
             op.fail({"replica": replica, "status": r.status_code}, r.json().get("detail"))
+        else:                                 # 504 and the like: it may or may not have happened
+            op.info({"replica": replica, "status": r.status_code}, r.json().get("detail"))
 
 
 def _reader(replica: str) -> Callable[[sandbox.Client], Any]:
@@ -388,7 +393,8 @@ def _requests(world: sandbox.World) -> list[Request]:
         if invoke.process.startswith("auditor") or done is None:
             continue
         value = done.value if isinstance(done.value, dict) else {}
-        outcome = {"ok": "ok", "fail": "refused"}.get(done.type, "no answer")
+        answered = value.get("status") is not None
+        outcome = "ok" if done.type == "ok" else "refused" if answered else "no answer"
         out.append(Request(invoke.process.split("#")[0], invoke.value["replica"], invoke.f, invoke.time, done.time,
                            outcome, value.get("likes") if outcome == "ok" else None))
     return _mark_stale(out)
@@ -462,7 +468,7 @@ def timeline(run: Run, ax: Any = None) -> Figure:
         ax.plot([r.end for r in stale], [r.likes for r in stale], "o", ms=9, mfc="none", mec="#c92a2a", mew=1.3)
         low = min([low] + [r.likes for r in seen])
     refused = [r for r in run.requests if r.outcome != "ok"]
-    ax.plot([r.end for r in refused], [low - 1.5] * len(refused), "x", ms=5, color="#c92a2a", label="refused (503)")
+    ax.plot([r.end for r in refused], [low - 1.5] * len(refused), "x", ms=5, color="#c92a2a", label="refused (503, 504)")
     if any(r.stale for r in run.requests):
         ax.plot([], [], "o", ms=9, mfc="none", mec="#c92a2a", label="stale read")
     ax.set_xlabel("virtual time (s)", fontsize=8)
