@@ -17,24 +17,38 @@ orders          orders-db        the learner's code (2 replicas): ``POST /orders
                                  the ``fulfilment`` consumer of ``order-placed``
 warehouse                        ``POST /picks``: picks an order's parcel (regional
                                  stock rooms: ~40-80 ms; busy now and then, and on
-                                 its first call while its cache loads: 503)
+                                 its first call while its cache loads: 503; more
+                                 than ``MAX_PICK`` of an item in one parcel: 409)
 courier                          ``POST /deliveries``: books the delivery (~10-30 ms;
                                  busy now and then: 503)
 ==============  ===============  =======================================================
 
 One of the two (which one depends on the seed, see ``culprit``) is slow for one
-region: 300-800 ms for each order shipped there. Finding which, from the traces, is
-the lab's graded answer (``answer_is_right``). The provided services tag their own
-server spans with ``order.id``: that is how the checkers know which order a call
-belonged to, whatever the learner's code does.
+region: 300-800 ms for each order shipped there; every customer ships at least
+``SLOW_ORDERS`` of its orders there (``order_plan``), so the slowness is always there
+to be seen. Finding which, from the traces, is the lab's graded answer
+(``answer_is_right``). The provided services tag their own server spans with
+``order.id``: that is how the checkers know which order a call belonged to, whatever
+the learner's code does.
 
-What is checked (``invariants``), after a quiet phase long enough for the consumer
-to catch up:
+Every world also ends with a bulk order the warehouse refuses (409), placed by the
+first customer once the faults have healed (``bulk_order``): a failure that no fault
+can hide and no retry can undo, so every run shows how the service marks one.
+
+After its last order each customer waits (at most ``DRAIN_WAIT`` seconds) until the
+faults have healed, the ``fulfilment`` group has committed every message, every
+request to the learner's service is answered and none of its own spans is open; then
+the quiet phase (``SETTLE``) begins. So a run
+ends with the work done, however long a backlog took, and what is still open then
+was left open. What is checked (``invariants``):
 
 * ``connected_traces()``: every trace is one tree rooted at a customer's request (the library's
   checker; a parent span lost with a crashed sender is excused);
 * ``one_trace_per_order``: the warehouse's and courier's work for an order, and every
   span tagged with the order's id, is in the trace of the customer's request for it;
+  and every order the service accepted has its fulfilment there (a call to the
+  warehouse): a fulfilment that never ran, or ran outside the order's trace, leaves
+  on-call nothing to follow;
 * ``required_attributes``: every span that handles an order in the learner's service
   (the SERVER span of an accepted ``POST /orders``, the CONSUMER span of each
   ``order-placed`` message) carries ``order.id``, ``customer.id`` and
@@ -43,7 +57,9 @@ to catch up:
   the spans open on the crashed replica);
 * ``failures_marked``: every dependency call that failed (an error answer or no answer)
   and was not retried successfully is marked: a span of the learner's enclosing the
-  call (its own span or the SERVER/CONSUMER span) has status ERROR.
+  call (its own span or the SERVER/CONSUMER span) has status ERROR and records the
+  exception (an ``exception`` event); and no span is marked ERROR in a handling
+  where nothing failed (a false alarm).
 
 Example::
 
@@ -55,8 +71,10 @@ Example::
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -66,10 +84,19 @@ from opentelemetry.trace import StatusCode
 from pydantic import BaseModel, Field
 
 import sandbox
-from autograder.labs import TestClient, check_bank, grader, service_factory
+from autograder.labs import (
+    TestClient,
+    alternative_names,
+    check_bank,
+    grade_cell,
+    grader,
+    load_module,
+    mutant_names,
+    service_factory,
+)
 from autograder.seeds import seed_bank
 from sandbox.checkers import Verdict, connected_traces
-from sandbox.checkers._common import crashes, quiet
+from sandbox.checkers._common import crashes, plural, quiet
 from sandbox.checkers.traces import (
     describe,
     ended,
@@ -84,6 +111,7 @@ from sandbox.faults import Delay, Kill, Loss, Redelivery, Schedule, SlowStorage,
 LAB = "04-tracing"
 VISIBLE = 5
 HIDDEN = 30
+HERE = Path(__file__).resolve().parent
 
 AppFactory = Callable[[], FastAPI]
 OrderId = str
@@ -99,16 +127,27 @@ BASE_LATENCY: dict[Dependency, tuple[float, float]] = {"warehouse": (0.04, 0.08)
 SLOW_LATENCY = (0.3, 0.8)
 #: How often each dependency is too busy to answer (503).
 BUSY: dict[Dependency, float] = {"warehouse": 0.05, "courier": 0.1}
+#: The most of one item the warehouse packs in a parcel; it refuses (409) a pick of more.
+MAX_PICK = 5
+#: The quantity of the world's bulk order (see ``bulk_order``): more than MAX_PICK, within what the service takes.
+BULK = 8
 #: The attributes every span that handles an order must carry.
 REQUIRED = ("order.id", "customer.id", "order.region")
 TOPIC = "order-placed"
 GROUP = "fulfilment"
+#: How many of each customer's orders (at least) ship to the slow region: the culprit is slow in every
+#: world, several times, so that the graded answer can always be read from the traces.
+SLOW_ORDERS = 2
 #: Customers arrive during the first ARRIVAL_WINDOW seconds and think THINK_TIME between orders.
 ARRIVAL_WINDOW = 0.5
 THINK_TIME = 0.5
 CLIENT_TIMEOUT = 2.0
-#: The quiet phase: long enough for the consumer to work through a backlog of slow orders.
-SETTLE = 5.0
+#: After its last order a customer waits at most this long for the fulfilment to catch up (a backlog
+#: after a crash, redeliveries, slow orders): a fulfilment that never catches up is judged after it.
+DRAIN_WAIT = 20.0
+DRAIN_POLL = 0.1
+#: The quiet phase, once the fulfilment has caught up: for the last answers and spans to come in.
+SETTLE = 2.0
 LIMIT = 60.0
 FAULT_WINDOW = 1.5
 
@@ -117,6 +156,59 @@ def culprit(seed: int) -> tuple[Dependency, str]:
     """The dependency that is slow in the world of ``seed``, and the region it is slow for."""
     rng = random.Random(f"{LAB}/culprit/{seed}")
     return rng.choice(DEPENDENCIES), rng.choice(REGIONS)
+
+
+def order_plan(seed: int, customers: int = 3, orders_per_customer: int = 5) -> list[list[dict[str, Any]]]:
+    """The orders each customer of the world of ``seed`` places, in order: ``{"id", "customer", "sku",
+    "qty", "region"}``. At least ``SLOW_ORDERS`` of each customer's orders (all, if it places fewer) ship
+    to the slow region (``culprit(seed)``), the others anywhere. (The first customer then places
+    ``bulk_order(seed, orders_per_customer)`` too.)
+
+    Example::
+
+        order_plan(7, customers=1, orders_per_customer=2)
+        # [[{'id': 'ord-0-0', 'customer': 'customer-0', 'sku': 'lamp', 'qty': 1, 'region': 'east'}, ...]]
+    """
+    slow_region = culprit(seed)[1]
+    plan = []
+    for i in range(customers):
+        rng = random.Random(f"{LAB}/orders/{seed}/{i}")
+        regions = [rng.choice(REGIONS) for _ in range(orders_per_customer)]
+        for n in rng.sample(range(orders_per_customer), min(SLOW_ORDERS, orders_per_customer)):
+            regions[n] = slow_region
+        plan.append([{"id": f"ord-{i}-{n}", "customer": f"customer-{i}", "sku": rng.choice(SKUS),
+                      "qty": rng.choice((1, 1, 2)), "region": region} for n, region in enumerate(regions)])
+    return plan
+
+
+def bulk_order(seed: int, orders_per_customer: int = 5) -> dict[str, Any]:
+    """The bulk order the first customer of the world of ``seed`` places after its ``orders_per_customer``
+    planned orders, once the faults have healed: ``BULK`` items, more than the warehouse packs (409), to a
+    region that is not the slow one. Every run has this failure, which no fault can hide and no retry undo.
+    """
+    rng = random.Random(f"{LAB}/bulk/{seed}")
+    slow_region = culprit(seed)[1]
+    return {"id": f"ord-0-{orders_per_customer}", "customer": "customer-0", "sku": rng.choice(SKUS), "qty": BULK,
+            "region": rng.choice([r for r in REGIONS if r != slow_region])}
+
+
+# --- loading the lab's modules (the folder's name has a dash, so they are loaded by path) ----
+
+
+def load(name: str) -> ModuleType:
+    """The module ``name`` of this lab (``"generated"``, ``"solution"``, ``"answer"``, ``"mutants/NAME"``,
+    ``"alternatives/NAME"``), a fresh copy per replica in a world (see ``autograder.labs.load_module``)."""
+    return load_module(HERE, name, "chaos_dojo_labs.lab04")
+
+
+def mutants() -> list[str]:
+    """The names of the partial fixes in ``mutants/``, sorted (``"mutants/NAME"``)."""
+    return mutant_names(HERE)
+
+
+def alternatives() -> list[str]:
+    """The names of the correct fixes in ``alternatives/`` (unlike the reference in shape), sorted."""
+    return alternative_names(HERE)
 
 
 # --- the provided dependencies (not the learner's code) ---------------------------------
@@ -152,7 +244,8 @@ async def _work(name: Dependency, region: str, slow_region: str | None, busy: fl
 
 def create_warehouse_app(slow_region: str | None = None, busy: float = BUSY["warehouse"], cold: bool = True) -> FastAPI:
     """The warehouse: ``POST /picks``; slow for ``slow_region``, too busy (503) on a ``busy`` share of
-    calls, and (``cold``) on the first call after it starts, while its stock cache loads."""
+    calls, and (``cold``) on the first call after it starts, while its stock cache loads; a pick of more
+    than ``MAX_PICK`` of an item it refuses (409)."""
     app = FastAPI(title="warehouse")
     app.state.picks = []
     app.state.cold = cold
@@ -163,6 +256,8 @@ def create_warehouse_app(slow_region: str | None = None, busy: float = BUSY["war
         if app.state.cold:
             app.state.cold = False
             raise HTTPException(503, "the warehouse is loading its stock cache, try again shortly")
+        if req.qty > MAX_PICK:
+            raise HTTPException(409, f"cannot pick {req.qty} x {req.sku}: at most {MAX_PICK} of an item per parcel")
         await _work("warehouse", req.region, slow_region, busy)
         app.state.picks.append(req.order_id)
         return {"order_id": req.order_id, "picked": req.qty}
@@ -189,16 +284,63 @@ def create_courier_app(slow_region: str | None = None, busy: float = BUSY["couri
 
 
 class _OpenSpans(SpanProcessor):
-    """Remembers the spans a node's SDK started and has not ended (for ``every_span_ended``)."""
+    """Remembers the spans a node's SDK started and has not ended (for ``every_span_ended``), and
+    which incarnation of its replica started each (a crash ends none of them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, world: sandbox.World) -> None:
+        self.world = world
         self.open: dict[int, Any] = {}
+        self.epochs: dict[int, int] = {}
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         self.open[span.context.span_id] = span
+        self.epochs[span.context.span_id] = self.world.nodes[node_of(span)].epoch
 
     def on_end(self, span: Any) -> None:
         self.open.pop(span.context.span_id, None)
+        self.epochs.pop(span.context.span_id, None)
+
+    def in_flight(self) -> int:
+        """How many spans are open on a replica that has not crashed since it started them."""
+        nodes = self.world.nodes
+        return sum(1 for span_id, span in self.open.items()
+                   if nodes[node_of(span)].alive and nodes[node_of(span)].epoch == self.epochs[span_id])
+
+
+class _CaughtUp:
+    """Whether the learner's service has done all it was asked (the customers wait for it before the quiet
+    phase): the faults have healed, the ``fulfilment`` group has committed every ``order-placed`` message,
+    every request to the service has been answered (or died with its replica), and no span of the service's
+    own is open on a live replica."""
+
+    def __init__(self, world: sandbox.World, spans: _OpenSpans) -> None:
+        self.world = world
+        self.spans = spans
+        self.mine = _learner_nodes(world)
+        self.read = 0  # how much of the world's log has been read
+        self.requests: dict[tuple, int] = {}  # (replica, caller, message id) -> requests not answered yet
+
+    def healed(self) -> bool:
+        return self.world.chaos is None or self.world.chaos.healed
+
+    def requests_open(self) -> int:
+        log = self.world.recorder.log
+        for entry in log[self.read:]:
+            kind, node = entry[1], entry[2] if len(entry) > 2 else None
+            if node not in self.mine:
+                continue
+            if kind == "http.request":  # (t, kind, replica, caller, msg_id, method, path)
+                self.requests[entry[2:5]] = self.requests.get(entry[2:5], 0) + 1
+            elif kind == "http.response" and self.requests.get(entry[2:5]):  # (t, kind, replica, caller, msg_id, status)
+                self.requests[entry[2:5]] -= 1
+            elif kind == "node.crash":
+                self.requests = {key: n for key, n in self.requests.items() if key[0] != node}
+        self.read = len(log)
+        return sum(self.requests.values())
+
+    def __call__(self) -> bool:
+        return (self.healed() and self.world.broker.lag(GROUP, TOPIC) == 0 and self.requests_open() == 0
+                and self.spans.in_flight() == 0)
 
 
 #: Where build_world leaves the tracker of the spans open on the learner's replicas: on the world's tracing
@@ -228,27 +370,35 @@ def build_world(
     world.add_service("courier", lambda: create_courier_app(region if slow == "courier" else None),
                       isolate_module=False)
     world.broker.create_topic(TOPIC, partitions=2)
-    tracker = _OpenSpans()
+    tracker = _OpenSpans(world)
     for instance in world.service("orders").instances:
         world.tracing.provider(instance.name).add_span_processor(tracker)
     setattr(world.tracing, _TRACKER, tracker)
-    for i in range(customers):
-        world.add_client(f"customer-{i}", customer, orders_per_customer)
+
+    caught_up = _CaughtUp(world, tracker)
+    for i, orders in enumerate(order_plan(seed, customers, orders_per_customer)):
+        last = [bulk_order(seed, orders_per_customer)] if i == 0 else []
+        world.add_client(f"customer-{i}", customer, orders, last, caught_up.healed, caught_up)
     return world
 
 
-async def customer(client: sandbox.Client, orders: int) -> None:
-    """One customer placing ``orders`` orders, one at a time, each with an id of the customer's
-    choosing: ``place-order`` in the history is ``ok`` (201), ``fail`` (4xx) or ``info`` (unknown)."""
-    await client.sleep(client.random.uniform(0.0, ARRIVAL_WINDOW))
-    for n in range(orders):
-        request = {
-            "id": f"ord-{client.name.removeprefix('customer-')}-{n}",
-            "customer": client.name,
-            "sku": client.random.choice(SKUS),
-            "qty": client.random.choice((1, 1, 2)),
-            "region": client.random.choice(REGIONS),
-        }
+async def customer(
+    client: sandbox.Client, orders: Sequence[dict[str, Any]], after_faults: Sequence[dict[str, Any]] = (),
+    healed: Callable[[], bool] | None = None, caught_up: Callable[[], bool] | None = None,
+) -> None:
+    """One customer placing ``orders`` (see ``order_plan``), one at a time, each with an id of the
+    customer's choosing: ``place-order`` in the history is ``ok`` (201), ``fail`` (4xx) or ``info``
+    (unknown). Then, once ``healed()``, the ``after_faults`` orders (``bulk_order``); then it waits
+    until ``caught_up()``: the run's quiet phase starts once the service has done its work. Each
+    wait polls, for at most ``DRAIN_WAIT`` seconds."""
+
+    async def until(condition: Callable[[], bool] | None) -> None:
+        for _ in range(round(DRAIN_WAIT / DRAIN_POLL) if condition is not None else 0):
+            if condition():
+                return
+            await client.sleep(DRAIN_POLL)
+
+    async def place(request: dict[str, Any]) -> None:
         async with client.operation("place-order", request) as op:
             try:
                 r = await client.http.post("http://orders/orders", json=request, timeout=CLIENT_TIMEOUT)
@@ -257,6 +407,15 @@ async def customer(client: sandbox.Client, orders: int) -> None:
             else:
                 op.answered(r)
         await client.sleep(client.random.expovariate(1.0 / THINK_TIME))
+
+    await client.sleep(client.random.uniform(0.0, ARRIVAL_WINDOW))
+    for request in orders:
+        await place(request)
+    if after_faults:
+        await until(healed)
+        for request in after_faults:
+            await place(request)
+    await until(caught_up)
 
 
 def scenario(create_app: AppFactory) -> Scenario:
@@ -314,6 +473,20 @@ def _orders(world: sandbox.World) -> dict[OrderId, dict[str, Any]]:
             if op.f == "place-order" and op.type == "invoke" and isinstance(op.value, dict)}
 
 
+def _accepted(world: sandbox.World) -> dict[OrderId, float]:
+    """The orders the service accepted (a customer's ``place-order`` completed ``ok``), with when."""
+    asked: dict[str, OrderId] = {}
+    out: dict[OrderId, float] = {}
+    for op in world.history:
+        if op.f != "place-order":
+            continue
+        if op.type == "invoke":
+            asked[op.process] = op.value["id"]
+        elif op.type == "ok" and op.process in asked:
+            out[asked[op.process]] = op.time
+    return out
+
+
 def _client_traces(world: sandbox.World, spans: list) -> dict[OrderId, int]:
     """The trace id of each order's request: a customer's n-th request is its n-th CLIENT span."""
     invokes: dict[str, list[OrderId]] = {}
@@ -351,7 +524,8 @@ def _summary(name: str, wrong: list[str]) -> Verdict:
 @dataclass(frozen=True)
 class OneTracePerOrder:
     """Each order is one trace: the warehouse's and the courier's work for it, and every span tagged
-    with its id, are in the trace of the customer's ``POST /orders`` for it."""
+    with its id, are in the trace of the customer's ``POST /orders`` for it; and every order the
+    service accepted has its fulfilment in that trace (the service's call to the warehouse)."""
 
     name: str = "one_trace_per_order"
 
@@ -359,7 +533,8 @@ class OneTracePerOrder:
         spans = world.spans()
         traces = _client_traces(world, spans)
         truth = _ground_truth_spans(spans)
-        if not truth:
+        unfulfilled = self._unfulfilled(world, spans, traces)
+        if not truth and not unfulfilled:
             return Verdict.unknown(self.name, "no order reached the warehouse or the courier: nothing to follow")
         roots = _roots(spans)
         wrong, seen = [], set()
@@ -376,8 +551,32 @@ class OneTracePerOrder:
                          f"{describe(span)} for it is in another trace{where}")
         if wrong:
             return _summary(self.name, wrong)
+        if unfulfilled:
+            return _summary(self.name, unfulfilled)
         return Verdict.passing(self.name, f"{len(seen)} orders, each one trace from the customer's request "
                                           f"to the courier")
+
+    @staticmethod
+    def _unfulfilled(world: sandbox.World, spans: list, traces: dict[OrderId, int]) -> list[str]:
+        """A sentence for each accepted order whose trace holds no call of the service to the warehouse."""
+        mine = _learner_nodes(world)
+        reached = {s.context.trace_id for s in spans if node_of(s) in mine and s.kind.name == "CLIENT"
+                   and s.attributes.get("server.address") == "warehouse"}
+        missing = [(t, order) for order, t in _accepted(world).items()
+                   if order in traces and traces[order] not in reached]
+        if not missing:
+            return []
+        lag = world.broker.lag(GROUP, TOPIC)
+        why = (f"{plural(lag, 'order-placed message')} {'was' if lag == 1 else 'were'} never handled to the end "
+               f"(not committed by group {GROUP!r})" if lag else
+               f"every order-placed message was acknowledged (committed by group {GROUP!r}), so Kafka will not "
+               f"deliver it again")
+        died = [e for e in world.errors if e.where.startswith("background task")]
+        if died:
+            why += f"; a background task of the service died: {died[0]}"
+        return [f"order {order} was accepted (201 at t={t:.4f}), but its trace {short_trace(traces[order])} never "
+                f"reaches the warehouse: the service never called it for this order in the order's trace, so "
+                f"on-call following the order sees no fulfilment at all; {why}" for t, order in sorted(missing)]
 
 
 @dataclass(frozen=True)
@@ -457,11 +656,36 @@ class EverySpanEnded:
         return Verdict.passing(self.name, f"every span the service started was ended{note}")
 
 
+def _has_exception(span: Any) -> bool:
+    return any(event.name == "exception" for event in span.events)
+
+
+def _is_error(span: Any) -> bool:
+    return span.status.status_code is StatusCode.ERROR
+
+
+def _is_failure(span: Any) -> bool:
+    """Something failed in ``span`` itself: a call or send that failed, an exception recorded, an answer of 5xx,
+    a message handler that did not succeed (the sandbox's own marks: never a learner's false alarm)."""
+    kind = span.kind.name
+    return (
+        _has_exception(span)
+        or (kind in ("CLIENT", "PRODUCER") and _is_error(span))
+        or (kind == "SERVER" and int(span.attributes.get("http.response.status_code", 0)) >= 500)
+        or (kind == "CONSUMER" and _is_error(span) and span.status.description == "handler did not succeed")
+    )
+
+
 @dataclass(frozen=True)
 class FailuresMarked:
-    """Every dependency call that failed (an error answer, or no answer) and was not retried with
-    success in the same handling is marked: a span of the learner's service enclosing the call (its
-    own span, or the SERVER/CONSUMER span) has status ERROR."""
+    """Failures leave a mark, and only failures do.
+
+    Every dependency call that failed (an error answer, or no answer) and was not retried with success in
+    the same handling is marked: a span of the learner's service enclosing the call (its own span, or the
+    SERVER/CONSUMER span) has status ERROR and records the exception (an ``exception`` event: its type,
+    message and stack trace, what on-call reads first). And no span of a handling in which nothing failed
+    (every call answered, nothing raised) has status ERROR: a false alarm makes error rates and alerts
+    count orders that shipped, and on-call chases them."""
 
     name: str = "failures_marked"
 
@@ -470,52 +694,83 @@ class FailuresMarked:
         mine = _learner_nodes(world)
         by_id = {(s.context.trace_id, s.context.span_id): s for s in spans}
 
-        def parent(s: Any) -> Any:
-            if s.parent is None:
-                return None
-            p = by_id.get((s.context.trace_id, s.parent.span_id))
-            return p if p is not None and node_of(p) == node_of(s) else None
-
-        def entry(s: Any) -> tuple[Any, list] | None:
-            chain, p = [], parent(s)
-            while p is not None:
+        def handling(s: Any) -> tuple[Any, list] | None:
+            """The span that starts the handling ``s`` belongs to on its replica (a SERVER or CONSUMER span,
+            or the replica's top span of the trace), and the spans between them; None if a span of the chain
+            was lost (a crash): nothing to judge."""
+            chain, top = [], s
+            while top.kind.name not in ("SERVER", "CONSUMER") and top.parent is not None:
+                if top.parent.is_remote:
+                    break  # the handling's top span continues a trace from another process (a header)
+                p = by_id.get((top.context.trace_id, top.parent.span_id))
+                if p is None:
+                    return None
                 chain.append(p)
-                if p.kind.name in ("SERVER", "CONSUMER"):
-                    return p, chain
-                p = parent(p)
-            return None  # its handling was lost (a crash): nothing to judge
+                top = p
+            return top, chain
 
-        calls: dict[int, list] = {}  # per handling (entry span id): its dependency calls
-        handled = {}
+        handlings: dict[int, list] = {}  # the span ids of each handling's spans, by its top span's id
+        tops: dict[int, Any] = {}
+        calls: dict[int, list] = {}  # per handling: its dependency calls, with the spans enclosing each
         for s in spans:
-            if node_of(s) in mine and s.kind.name == "CLIENT" and "url.full" in s.attributes:
-                found = entry(s)
-                if found is not None:
-                    calls.setdefault(found[0].context.span_id, []).append((s, found[1]))
-                    handled[found[0].context.span_id] = found[0]
+            if node_of(s) not in mine:
+                continue
+            found = handling(s)
+            if found is None:
+                continue
+            top, chain = found
+            key = top.context.span_id
+            tops[key] = top
+            handlings.setdefault(key, []).append(s)
+            if s.kind.name == "CLIENT" and "url.full" in s.attributes:
+                calls.setdefault(key, []).append((s, chain))
         wrong, failed = [], 0
         for key, items in calls.items():
             last: dict[str, tuple] = {}
             for s, chain in sorted(items, key=lambda item: item[0].start_time):
                 last[s.attributes.get("server.address", "?")] = (s, chain)
             for s, chain in last.values():
-                if s.status.status_code is not StatusCode.ERROR:
+                if not _is_error(s):
                     continue
                 failed += 1
-                if any(p.status.status_code is StatusCode.ERROR for p in chain):
+                if any(_is_error(p) and _has_exception(p) for p in chain):
                     continue
                 code = s.attributes.get("http.response.status_code")
                 what = f"answered {code}" if code is not None else "got no answer"
-                wrong.append(
-                    f"{describe(s)} {what} at t={ended(s):.4f}, but {describe(handled[key])} and every span of the "
-                    f"service around the call ended without an error status: the failure leaves no mark (after "
-                    f"span.record_exception(exc), call span.set_status(StatusCode.ERROR, ...))"
-                )
+                marked = [p for p in chain if _is_error(p)]
+                if marked:
+                    wrong.append(
+                        f"{describe(s)} {what} at t={ended(s):.4f}; {describe(marked[0])} around it is marked ERROR "
+                        f"but records no exception: on-call sees that it failed, not why (in the except block, "
+                        f"call span.record_exception(exc) on the span you mark, as well as span.set_status(...))"
+                    )
+                else:
+                    wrong.append(
+                        f"{describe(s)} {what} at t={ended(s):.4f}, but {describe(tops[key])} and every span of the "
+                        f"service around the call ended without an error status: the failure leaves no mark (after "
+                        f"span.record_exception(exc), call span.set_status(StatusCode.ERROR, ...))"
+                    )
+        alarms = []
+        for key, members in handlings.items():
+            if any(_is_failure(s) for s in members):
+                continue
+            for s in members:
+                if _is_error(s):
+                    order = s.attributes.get("order.id") or tops[key].attributes.get("order.id")
+                    about = f" of order {order}" if order else ""
+                    desc = f" ({s.status.description!r})" if s.status.description else ""
+                    alarms.append(
+                        f"{describe(s)} ended with status ERROR{desc}, but nothing failed in that handling{about}: "
+                        f"every call it made answered and nothing raised. A false alarm: error rates and alerts "
+                        f"count it, and on-call chases an order that is fine (set ERROR only where a call failed: "
+                        f"in the except block, or from the status of a failed answer)"
+                    )
+        if wrong or alarms:
+            return _summary(self.name, sorted(wrong) + sorted(alarms))
         if not failed:
             return Verdict.unknown(self.name, "no dependency call failed in this run: nothing to mark")
-        if wrong:
-            return _summary(self.name, sorted(wrong))
-        return Verdict.passing(self.name, f"every one of {failed} failed dependency calls is marked as an error")
+        return Verdict.passing(self.name, f"every one of {failed} failed dependency calls is marked as an error, "
+                                          f"with its exception, and nothing else is")
 
 
 def invariants() -> list:
@@ -582,28 +837,51 @@ def answer_is_right(answer: str, seed: int) -> bool:
     return said == culprit(seed)[0]
 
 
-#: How many seeds of the hidden bank the graded answer is asked on: enough that the default bank holds
-#: both culprits (a test checks it) and that a constant answer, or a coin, fails (a coin: 1 time in 1024).
+#: How many worlds of the hidden bank the graded answer is asked on: enough that a coin fails (1 time in 1024).
 ANSWER_SEEDS = 10
 
 
-def grade_answer(
-    slowest_dependency: Callable[[sandbox.World], str], create_app: AppFactory, *, secret: str | None = None,
-    seeds: int = ANSWER_SEEDS,
-) -> int:
-    """What the graded answer's cell runs: for each of the first ``seeds`` seeds of the hidden bank, run the
-    lab's world (no faults) with ``create_app`` and ask ``slowest_dependency(world)`` which dependency makes
-    the slow orders slow; return how many seeds were answered (all of them, right).
+def answer_seeds(secret: str | None = None, size: int = ANSWER_SEEDS) -> list[int]:
+    """The seeds of the worlds the graded answer is asked on: the first ``size`` of the hidden bank (drawn from
+    ``secret`` or the grading secret), except that if they all have the same culprit, the last gives way to
+    the bank's next seed with the other one: with two or more worlds, no constant answer passes.
 
     Example::
 
-        grade_answer(slowest_dependency, create_app)   # 10
+        {culprit(seed)[0] for seed in answer_seeds()}   # {'courier', 'warehouse'}
+    """
+    bank = seed_bank(LAB, "hidden", size, secret=secret)
+    more = size
+    while size >= 2 and len({culprit(seed)[0] for seed in bank}) < len(DEPENDENCIES):
+        more *= 2
+        missing = [d for d in DEPENDENCIES if all(culprit(seed)[0] != d for seed in bank)]
+        spare = [seed for seed in seed_bank(LAB, "hidden", more, secret=secret)[size:] if culprit(seed)[0] in missing]
+        if spare:
+            bank[-1] = spare[0]
+    return bank
+
+
+@grade_cell
+def grade_answer(
+    slowest_dependency: Callable[[sandbox.World], str], create_app: AppFactory, *, secret: str | None = None,
+    seeds: int = ANSWER_SEEDS,
+) -> str:
+    """What the graded answer's cell runs: in each of ``seeds`` worlds of the hidden bank (``answer_seeds``:
+    drawn from ``secret`` or the grading secret, both culprits among them), run the lab's world (no faults)
+    with ``create_app`` and ask ``slowest_dependency(world)`` which dependency makes the slow orders slow.
+    A grade cell (see ``autograder.labs.grade_cell``): prints a one-line summary when every answer is
+    right, returns nothing.
+
+    Example::
+
+        grade_answer(slowest_dependency, create_app)
+        # Passed: slowest_dependency named the slow dependency in every one of 10 hidden worlds
 
     Raises:
         AssertionError: some answers were wrong (how many; for the first: the seed, the answer, the right one).
     """
     factory = service_factory(create_app)
-    bank = seed_bank(LAB, "hidden", seeds, secret=secret)
+    bank = answer_seeds(secret, seeds)
     wrong: list[tuple[int, str, Dependency]] = []
     for seed in bank:
         world = build_world(seed, factory)
@@ -622,7 +900,7 @@ def grade_answer(
             f"world = lab.example_world(create_app, seed={seed}), then look at lab.slow_traces(world) with "
             f"sandbox.viz.trace_waterfall(world, trace_id)"
         )
-    return len(bank)
+    return f"Passed: slowest_dependency named the slow dependency in every one of {len(bank)} hidden worlds"
 
 
 # --- works in staging ----------------------------------------------------------------
