@@ -709,7 +709,7 @@ class FailuresMarked:
                 top = p
             return top, chain
 
-        handlings: dict[int, list] = {}  # the span ids of each handling's spans, by its top span's id
+        handlings: dict[int, list] = {}  # the spans of each handling on a replica, by its top span's id
         tops: dict[int, Any] = {}
         calls: dict[int, list] = {}  # per handling: its dependency calls, with the spans enclosing each
         for s in spans:
