@@ -46,7 +46,13 @@ What is checked (``invariants``), after a quiet phase long enough for recovery:
 * ``orders_settled``: per order, the participants' databases agree: reserved, charged and
   shipped, or none of them;
 * ``customers_told_the_truth``: an order a customer saw confirmed (201) was reserved,
-  charged and shipped.
+  charged and shipped; no order a customer was told was refused (4xx) went through.
+
+Under what (``schedules``, ``ADVERSARIAL``): the orchestrator killed, paused, delayed, cut off
+(from a participant or from orders-db), and, on half the seeds, one participant's replies lost
+for several seconds while its requests still take effect: a step whose answer never came may
+have happened, so it is asked again with the same id until the answer is definite, never
+compensated on a guess.
 
 Example::
 
@@ -57,15 +63,26 @@ Example::
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 import sandbox
-from autograder.labs import TestClient, check_bank, grader, service_factory
+from autograder.labs import (
+    TestClient,
+    alternative_names,
+    check_bank,
+    grader,
+    load_module,
+    mutant_names,
+    service_factory,
+)
 from sandbox.checkers import Verdict, saga_completed_or_compensated, stock_conserved
 from sandbox.checkers._common import quiet
 from sandbox.explore import Counterexample, Passed, Scenario
@@ -77,6 +94,7 @@ HIDDEN = 30
 
 AppFactory = Callable[[], FastAPI]
 OrderId = str
+HERE = Path(__file__).resolve().parent
 
 #: The catalogue: price of each SKU, in cents, and the opening stock (one warehouse).
 PRICES: dict[str, int] = {"lamp": 2_500, "kettle": 3_900, "teapot": 1_800, "desk": 14_900}
@@ -107,6 +125,33 @@ LIMIT = 60.0
 PROCESS_FAULTS = ("kill", "kill", "pause")
 LINK_FAULTS = ("delay", "loss", "partition")
 FAULT_WINDOW = 2.0
+#: On this share of seeds the nemesis also loses every reply of one participant to the orchestrator for
+#: REPLY_LOSS seconds (its requests still arrive and take effect): longer than any fixed retry budget, so
+#: only an orchestrator that keeps asking (the same id) until it hears a definite answer gets it right.
+REPLY_LOSS_SHARE = 0.5
+REPLY_LOSS = (3.0, 8.0)
+#: Whose replies are lost, drawn with these weights: shipping's matter most (the last step has no
+#: compensation: a parcel booked while its reply was lost must not be refunded).
+REPLY_LOSS_FROM = ("shipping", "shipping", "payments", "inventory")
+
+
+# --- loading the lab's modules (the folder's name has a dash, so they are loaded by path) ----
+
+
+def load(name: str) -> ModuleType:
+    """The module ``name`` of this lab (``"generated"``, ``"solution"``, ``"mutants/NAME"``,
+    ``"alternatives/NAME"``), a fresh copy per replica in a world (see ``autograder.labs.load_module``)."""
+    return load_module(HERE, name, "chaos_dojo_labs.lab03")
+
+
+def mutants() -> list[str]:
+    """The names of the partial fixes in ``mutants/``, sorted (``"mutants/NAME"``)."""
+    return mutant_names(HERE)
+
+
+def alternatives() -> list[str]:
+    """The names of the correct fixes in ``alternatives/`` (unlike the reference in shape), sorted."""
+    return alternative_names(HERE)
 
 
 # --- the participants (provided: not the learner's code) -------------------------------
@@ -358,9 +403,10 @@ def scenario(create_app: AppFactory) -> Scenario:
 
 def schedules(seed: int) -> Schedule:
     """The lab's nemesis for ``seed``: two process faults on the orchestrator (killed and restarted,
-    or paused) and two network faults on its links (delayed, lossy or cut off, towards one
-    participant or all). The participants and their databases are never hit directly: they are the
-    provided, trusted side of the saga."""
+    or paused), two network faults on its links (delayed, lossy or cut off, towards one participant
+    or all, for up to 1.2 s) and, on half the seeds, the replies of one participant to the
+    orchestrator lost for several seconds (``reply_loss``). The participants and their databases are
+    never hit directly: they are the provided, trusted side of the saga."""
     process = nemesis(seed, ["orders"], kinds=PROCESS_FAULTS, count=2, within=FAULT_WINDOW, duration=(0.2, 1.0))
     drawn = nemesis((seed * 7919 + 1) % 2**31, ["orders", *PARTICIPANTS], kinds=LINK_FAULTS, count=2,
                     within=FAULT_WINDOW, duration=(0.2, 1.2))
@@ -370,7 +416,37 @@ def schedules(seed: int) -> Schedule:
             flip = {"to": "from", "from": "to", "both": "both"}[fault.direction]
             fault = replace(fault, target=("orders",), peer=fault.target, direction=flip)
         links.append(fault)
-    return Schedule(sorted([*process, *links], key=lambda f: f.start))
+    return Schedule(sorted([*process, *links, *reply_loss(seed)], key=lambda f: f.start))
+
+
+def reply_loss(seed: int) -> list[Partition]:
+    """The nemesis's long one-way fault for ``seed`` (none on about half the seeds): every reply one
+    participant sends the orchestrator is lost for ``REPLY_LOSS`` seconds, while its requests still
+    arrive and take effect. A step sent then is done, and its caller cannot hear it.
+
+    Example::
+
+        reply_loss(0)   # [Partition('shipping', 'orders', start=0.806, duration=3.578, direction='to')]
+        reply_loss(3)   # []: no long fault on this seed
+    """
+    rng = random.Random(f"{LAB}/reply-loss/{seed}")  # a str seed: the same draw in every process
+    if rng.random() >= REPLY_LOSS_SHARE:
+        return []
+    source = rng.choice(REPLY_LOSS_FROM)
+    start, duration = round(rng.uniform(0.0, FAULT_WINDOW), 3), round(rng.uniform(*REPLY_LOSS), 3)
+    return [Partition(source, "orders", direction="to", start=start, duration=duration)]
+
+
+def _compensations_cut(first: float, every: float, times: int) -> Schedule:
+    """Slow participants; ``times`` times, ``every`` seconds from ``first``: the orchestrators' requests to
+    inventory lost for a second (a saga refused then cannot release its stock: it stays *compensating*),
+    and both orchestrators killed just before that link heals."""
+    faults: list = [Delay("orders", peer=list(PARTICIPANTS), latency=0.15, start=0.0, duration=first + every * times)]
+    for i in range(times):
+        t = round(first + every * i, 3)
+        faults += [Partition("orders", "inventory", direction="to", start=t, duration=1.0),
+                   Kill("orders", mode="all", start=round(t + 0.8, 3), restart_after=0.2)]
+    return Schedule(faults)
 
 
 #: Hand-written schedules that hit the known failure modes of a saga exactly.
@@ -387,6 +463,21 @@ ADVERSARIAL: list[Schedule] = [
         Kill("orders", mode="one", start=0.8, restart_after=0.5),
         Pause("orders", mode="one", start=1.5, duration=0.5),
     ]),
+    # Every reply from shipping is lost for eight seconds while its requests still arrive: parcels are booked
+    # and the orchestrator cannot hear it. Giving up after a retry budget and compensating refunds a parcel
+    # that ships; only asking again (the same id) until shipping's answer gets through is right.
+    Schedule([Partition("shipping", "orders", direction="to", start=0.2, duration=8.0)]),
+    # Slow participants, and the orchestrators lose orders-db for half a second: a request that cannot save
+    # its saga fails (after the database's timeout) with the saga half done, in a replica that lives on. Only
+    # a recovery loop that keeps running (and survives the database errors it meets meanwhile) finishes it.
+    Schedule([
+        Delay("orders", peer=list(PARTICIPANTS), latency=0.15, start=0.0, duration=2.0),
+        Partition("orders", "orders-db", start=0.6, duration=0.5),
+    ]),
+    # Sagas killed while they compensate (a refused order whose stock cannot be released yet): recovery must
+    # take over the sagas it finds compensating as well as those going forward. Twice, at other moments.
+    _compensations_cut(0.5, every=1.4, times=6),
+    _compensations_cut(0.3, every=1.2, times=7),
 ]
 
 
@@ -399,7 +490,7 @@ def _participants(world: sandbox.World) -> dict[OrderId, dict[str, Any]]:
 
     def entry(order: OrderId) -> dict[str, Any]:
         return out.setdefault(order, {"reserved": 0, "charged": 0, "refunded": 0, "charges": 0, "shipped": 0,
-                                      "price": None})
+                                      "price": None, "what": None})
 
     for r in world.database("inventory-db").rows("reservations").values():
         entry(r["order_id"])["reserved"] += r["qty"]
@@ -413,6 +504,7 @@ def _participants(world: sandbox.World) -> dict[OrderId, dict[str, Any]]:
         e = entry(s["order_id"])
         e["shipped"] += 1
         e["price"] = PRICES.get(s["sku"], 0) * s["qty"]
+        e["what"] = (s["sku"], s["qty"], s["address"])
     return out
 
 
@@ -478,24 +570,49 @@ class OrdersSettled:
 
 @dataclass(frozen=True)
 class CustomersToldTheTruth:
-    """An order a customer saw confirmed (201) is reserved, charged and shipped, and stays so.
-    (A refusal names no order id the customer could hold it to; ``orders_settled`` covers those.)"""
+    """What each customer was told is what happened: an order confirmed (201) is reserved, charged
+    and shipped, and stays so; and no order a customer was told was refused (4xx) went through.
+
+    A refusal names no order id, so the second half counts: the orders completed for a request
+    (its product, quantity and address) that no confirmation accounts for are at most the requests
+    like it whose answer the customer never got (a timeout, a 5xx: either outcome is true then)."""
 
     name: str = "customers_told_the_truth"
 
     def __call__(self, world: sandbox.World) -> Verdict:
         orders = _participants(world)
-        wrong, seen = [], 0
-        for op in world.history:
-            if op.f != "place-order" or op.type not in ("ok", "fail"):
+        wrong, seen, confirmed = [], 0, set()
+        unsure: dict[tuple, int] = {}  # per request: how many customers got no answer (either end is true)
+        refused: dict[tuple, list] = {}  # per request: the refusals customers got
+        for invoke, done in world.history.pairs():
+            if invoke.f != "place-order":
+                continue
+            request = invoke.value if isinstance(invoke.value, dict) else {}
+            what = (request.get("sku"), request.get("qty"), request.get("address"))
+            if done is None or done.type == "info":
+                unsure[what] = unsure.get(what, 0) + 1
                 continue
             seen += 1
-            if op.type == "ok":
-                order = op.value.get("id") if isinstance(op.value, dict) else None
-                e = orders.get(order)
-                if e is None or _state(e) != "complete":
-                    state = "nothing at all" if e is None else _state(e)
-                    wrong.append(f"t={op.time:.4f} {op.process} was told order {order} is confirmed, but it is {state}")
+            if done.type == "fail":
+                refused.setdefault(what, []).append(done)
+                continue
+            order = done.value.get("id") if isinstance(done.value, dict) else None
+            confirmed.add(order)
+            e = orders.get(order)
+            if e is None or _state(e) != "complete":
+                state = "nothing at all" if e is None else _state(e)
+                wrong.append(f"t={done.time:.4f} {done.process} was told order {order} is confirmed, but it is {state}")
+        went_through: dict[tuple, list[OrderId]] = {}
+        for order, e in sorted(orders.items()):
+            if _state(e) == "complete" and order not in confirmed:
+                went_through.setdefault(e["what"], []).append(order)
+        for what, told in sorted(refused.items(), key=lambda item: item[1][0].time):
+            extra = len(went_through.get(what, ())) - unsure.get(what, 0)
+            for op, order in zip(told[:max(extra, 0)], went_through.get(what, ())):
+                status = op.value.get("status") if isinstance(op.value, dict) else "?"
+                sku, qty, address = what
+                wrong.append(f"t={op.time:.4f} {op.process} was told its order for {qty} x {sku} to {address!r} was "
+                             f"refused ({status}), but such an order went through: {_show(order, orders[order])}")
         if not seen:
             return Verdict.unknown(self.name, "no customer got an answer")
         if wrong:
