@@ -723,6 +723,9 @@ def test_saga_half_done_when_the_run_stopped_early_is_unknown():
         (saga("s1", ("charge", "do")), "saga s1 did 'charge' before 'reserve'"),
         (saga("s1", ("reserve", "do"), ("pack", "do")), "saga s1 step 'pack' at t=0.2000 is not one of steps="),
         (saga("s1", ("reserve", "redo")), "saga s1 action 'redo' at t=0.1000: report 'do' or 'undo'"),
+        (saga("s1", ("reserve", "do"), ("charge", "do"), ("ship", "do"), ("charge", "undo"), ("reserve", "undo")),
+         "saga s1 undid 'charge' at t=0.4000, after the saga completed ('ship' done at t=0.3000): a completed saga "
+         "is never compensated"),
     ],
 )
 def test_saga_breaking_the_order_of_steps_fails(events, problem):

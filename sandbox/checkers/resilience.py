@@ -58,6 +58,7 @@ class _Saga(InvariantBase):
         done: list[str] = []
         undone: list[str] = []
         began: float | None = None
+        completed_at: float | None = None
         for e in events:
             missing = [f for f in ("saga", "step", "action") if f not in e.fields]
             if missing:
@@ -74,7 +75,12 @@ class _Saga(InvariantBase):
                 if step != expected:
                     return f"did {step!r} before {expected!r}: the steps run in the order {self.steps!r}", "half", ""
                 done.append(step)
+                if len(done) == len(self.steps):
+                    completed_at = e.time
             elif action == "undo":
+                if completed_at is not None:
+                    return (f"undid {step!r} at {at(e.time)}, after the saga completed ({self.steps[-1]!r} done at "
+                            f"{at(completed_at)}): a completed saga is never compensated"), "half", ""
                 began = e.time if began is None else began
                 todo = [s for s in reversed(done) if s not in self.no_undo and s not in undone]
                 if step not in done:
