@@ -29,6 +29,9 @@ from nbgrader import utils
 from nbgrader.converters.generate_assignment import GenerateAssignment
 from nbgrader.preprocessors import ClearSolutions
 
+#: Seconds nbgrader lets one cell of a lab notebook run (see ``configure``).
+GRADE_CELL_TIMEOUT = 180
+
 #: Files of a lab folder that are never released to learners nor copied over a submission: the reference
 #: solutions and answers, the partial fixes (mutants) and the correct alternatives.
 NOT_RELEASED = ["solution*.py", "answer.py", "mutants", "alternatives"]
@@ -61,6 +64,10 @@ def configure(c: Any, root: str) -> None:
     c.CourseDirectory.source_directory = "labs"
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", *NOT_RELEASED]
     c.GenerateAssignment.preprocessors = release_preprocessors()
+    # nbgrader cuts a cell after 30 s by default. A grade cell checks the hidden bank and the adversarial schedules:
+    # 3 to 15 s on a 2-core machine at rest, several times that on a grading machine busy with other submissions.
+    # Honest code must never be cut for the machine's load.
+    c.Execute.timeout = GRADE_CELL_TIMEOUT
     # The exchange (where nbgrader releases and collects in a shared JupyterHub) defaults to a system folder
     # that does not exist on a learner's machine: nbgrader's assignment list then logs "Unwritable directory,
     # please contact your instructor" at every start of `dojo course`. A folder of the course's own instead.
