@@ -44,7 +44,7 @@ CLASS = {
         "no_payload_check", "partial_fingerprint", "fingerprint_with_hash"],
     "the claim is a lease, fenced": ["claim_forever", "lease_without_fencing"],
     "the consumer deduplicates by the business id, in the effect's transaction": [
-        "http_only", "dedupe_by_offset", "consumer_check_then_charge"],
+        "http_only", "dedupe_by_offset", "consumer_check_then_charge", "consumer_marks_before_charging"],
 }
 
 
