@@ -81,7 +81,8 @@ def _verdicts(name: str, run) -> dict[str, Outcome]:
 
 
 def test_the_lab_declares_its_banks_and_structure():
-    """lab.py names its seed bank and sizes, its mutants and alternatives, its adversarial schedules, and checks by choice."""
+    """lab.py names its seed bank and sizes, its mutants and alternatives, its adversarial schedules, and checks by
+    choice."""
     assert lab.LAB == "01-cap"
     assert (lab.VISIBLE, lab.HIDDEN) == (5, 30)
     assert set(STEPS) == set(MUTANTS), "every mutant names the step it misses (STEPS)"
@@ -218,6 +219,29 @@ def test_a_fixed_primary_may_refuse_only_when_cut_off_from_the_majority():
         undeclared.summary
 
 
+def test_a_fault_in_the_first_moments_may_delay_the_first_answers():
+    """A CP replica that starts empty may first learn from every other one; a follower killed 2 ms into the run stops
+    that until it is back, and a connected majority owes answers only from then on (a 1,000-seed sweep found three
+    such seeds failing the reference when the check allowed a fixed 0.1 s at the start)."""
+    schedule = Schedule([Kill("inventory-1", start=0.002, restart_after=0.207),
+                         SplitHalves(list(lab.REPLICAS), start=1.252, duration=0.514),
+                         Partition("inventory-2", ["inventory-0", "inventory-1"], start=1.682, duration=0.649)])
+    run = _run("solution_cp", 832, schedule)
+    assert any(d.value["status"] == 503 and d.time < 0.3 for i, d in run.world.history.pairs() if i.f == "adjust")
+    assert set(_verdicts("solution_cp", run).values()) == {Outcome.PASS}
+
+
+def test_a_leader_that_lost_its_disk_may_wait_for_every_other_replica():
+    """A leader back with an empty disk must hear from every other replica before it serves; if one is killed before
+    it could, a connected majority still owes nothing (the operation-log alternative failed under a grading secret
+    when the check allowed a calm moment of 0.1 s for that)."""
+    schedule = Schedule([DiskLoss("inventory-0", start=0.248, restart_after=0.672),
+                         SplitHalves(list(lab.REPLICAS), start=0.394, duration=0.967),
+                         Kill("inventory-1", start=1.507, restart_after=0.497)])
+    run = _run("alternatives/cp_oplog", 100238853, schedule)
+    assert set(_verdicts("alternatives/cp_oplog", run).values()) == {Outcome.PASS}
+
+
 def test_an_adjustment_sent_to_a_replica_that_was_down_did_not_happen():
     """A request to a crashed replica is recorded as unknown by the client, but no replica ever saw it: the checks
     count it as not applied, so it cannot hide a lost write."""
@@ -229,7 +253,8 @@ def test_an_adjustment_sent_to_a_replica_that_was_down_did_not_happen():
 
 
 def test_counted_once_judges_only_runs_where_no_message_was_lost():
-    """counted_once() judges a run with duplicated and reordered messages, and passes without judging one with losses."""
+    """counted_once() judges a run with duplicated and reordered messages, and passes without judging one with
+    losses."""
     dup = Schedule([Duplicate("inventory-0", peer=["inventory-1", "inventory-2"], probability=0.5, start=0.0,
                               duration=2.0),
                     Reorder("inventory-1", peer=["inventory-0", "inventory-2"], probability=0.5, start=0.0,

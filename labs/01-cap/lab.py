@@ -12,7 +12,8 @@ Service Unavailable means refused and applied nowhere** (a definite failure: saf
 again), while **504 Gateway Timeout** (a replica whose call to another timed out), any other
 error, or no answer at all means the outcome is unknown. The clients hold a service to it: an
 adjustment refused with 503 is recorded as ``fail`` (it did not happen) and a clerk tries it
-again, so a service that says 503 but keeps the write counts it twice.
+again, so a service that says 503 but keeps the write counts it twice. (The checks know one more
+thing the client does not: a request sent to a replica that was down all along did not happen.)
 
 When the network between the replicas splits, a replica can no longer both answer and
 agree with the others: the learner **declares** which promise the service keeps, with
@@ -46,11 +47,14 @@ Everything a notebook and the grader need is here, and is not edited:
 
 * ``build_world(seed, create_app, **workload)``, ``scenario(create_app)``;
 * ``schedules(seed, choice=None)`` (the nemesis: replica partitions, loss, delay, kills; for CP
-  also a lost disk, for AP duplicated and reordered messages) and ``adversarial(choice)``
-  (``ADVERSARIAL``, the schedules both choices face, and ``ADVERSARIAL_BY_CHOICE``);
+  also a lost disk, for AP duplicated and reordered messages; ``schedules_for(choice)`` as a
+  function of the seed) and ``adversarial(choice)`` (``ADVERSARIAL``, the schedules both
+  choices face, and ``ADVERSARIAL_BY_CHOICE``);
 * ``invariants(choice)``: the checks for a declared choice;
 * ``happy_path(create_app)``: the "works in staging" test (one replica, FastAPI's TestClient);
 * ``check(create_app, bank)``: the self-checks (``"visible"``) and the grading (``"hidden"``);
+* ``mutants()`` and ``alternatives()``: the partial fixes the checks must catch, and the correct
+  fixes unlike the references that they must pass;
 * ``promise(create_app, part)``: the invariants the declared choice promises ``"during"`` a
   partition or ``"after"`` it (``PROMISES``), for one-line grade cells:
   ``grade(create_app, promise(create_app, "during"))``.
@@ -841,7 +845,7 @@ def available() -> _Available:
 
 # --- CP availability: a connected majority answers ---------------------------------------
 
-#: How long a replica may take to start when nothing stops it (with a fault at t=0: RECOVERY after it ends).
+#: How long a replica may take to start when nothing stops it (a fault in that time: see ``_learned``).
 BOOT = 0.1
 _INF = float("inf")
 
@@ -857,16 +861,26 @@ class _Span:
     what: str
 
 
-def _calm_after(windows: list[Any], t: float) -> float:
-    """The first moment at or after ``t`` when no fault is in force."""
+def _calm_for(windows: list[Any], t: float, length: float) -> float:
+    """The first moment at or after ``t`` from which no fault is in force for ``length`` seconds: a replica
+    that starts empty can then ask every other one what it holds, and hear back."""
     spans = [(w.start, w.end if w.end is not None else _INF) for w in windows]
     moved = True
     while moved:
         moved = False
         for s, e in spans:
-            if s <= t < e:
+            if s < t + length and t < e:
                 t, moved = e, True
     return t
+
+
+def _learned(windows: list[Any], start: float, *, first: bool = False) -> float:
+    """When a replica that started with an empty disk at ``start`` counts again: once every replica was
+    reachable for RECOVERY seconds in a row (time to ask them all, retry, and hear back). At the first
+    start, nothing in force in the first BOOT seconds is enough (the others then have nothing to tell)."""
+    if first and _calm_for(windows, start, BOOT) == start:
+        return start + BOOT
+    return _calm_for(windows, start, RECOVERY) + RECOVERY
 
 
 def _impairments(world: sandbox.World) -> tuple[dict[str, list[_Span]], dict[frozenset[str], list[_Span]]]:
@@ -876,8 +890,7 @@ def _impairments(world: sandbox.World) -> tuple[dict[str, list[_Span]], dict[fro
     nodes: dict[str, list[_Span]] = {r: [] for r in REPLICAS}
     links: dict[frozenset[str], list[_Span]] = {}
     everyone = list(REPLICAS) + list(world.clients)
-    calm = _calm_after(windows, 0.0)
-    boot = _Span(0.0, calm, calm + (RECOVERY if calm > 0 else BOOT), "starting with an empty disk")
+    boot = _Span(0.0, 0.0, _learned(windows, 0.0, first=True), "starting with an empty disk")
     for replica in REPLICAS:
         nodes[replica].append(boot)
     for w in windows:
@@ -885,7 +898,7 @@ def _impairments(world: sandbox.World) -> tuple[dict[str, list[_Span]], dict[fro
         action = w.fault.action
         if action in NODE_ACTIONS:
             if action == "disk-loss":
-                span = _Span(w.start, end, _calm_after(windows, end) + RECOVERY, f"{w.label}, then recovering")
+                span = _Span(w.start, end, _learned(windows, end), f"{w.label}, then recovering")
             else:
                 span = _Span(w.start, end, end + RECOVERY, w.label)
             for node in w.nodes:
@@ -944,8 +957,9 @@ class _MajorityAvailable:
                 continue
             what = f"no answer within {CLIENT_TIMEOUT:g} s" if status is None else f"answered {status}"
             others = " and ".join(r for r in majority if r != replica)
+            pairs = [frozenset((x, y)) for x in majority for y in majority if x < y]
             spans = [*chain.from_iterable(nodes[r] for r in majority),
-                     *chain.from_iterable(links.get(frozenset((x, y)), []) for x in majority for y in majority if x < y)]
+                     *chain.from_iterable(links.get(pair, []) for pair in pairs)]
             since = max((sp.end for sp in spans if sp.end <= a and sp.end > 0), default=0.0)
             problems.append((f"{invoke.f} of {invoke.value['sku']!r} at {replica} by {invoke.process} at "
                              f"t={a:.3f}: {what}, while {replica} and {others} (a majority) were up and connected to "
@@ -985,12 +999,19 @@ def majority_available(primary: str | None | Any = "declared") -> _MajorityAvail
     """CP: a replica refuses only where no majority is reachable. A read or adjustment at replica R gets
     a 2xx answer within the client's timeout whenever R and a majority of the replicas with it were up
     and connected to one another for the whole request: no fault in force on them or the links between
-    them since RECOVERY seconds before it (after a lost disk, RECOVERY after every replica was reachable
-    again; at the start, BOOT). With a fixed ``primary`` (by default the one the service declares,
-    ``PRIMARY``; None: no fixed primary) the majority must include it.
+    them since RECOVERY seconds before it. A replica that starts with an empty disk (after a lost disk,
+    or at the start of the run) may first learn from every other one: it counts once every replica was
+    reachable for RECOVERY seconds in a row (at the start of the run, BOOT seconds with no fault are
+    enough). With a fixed ``primary`` (by default the one the service declares, ``PRIMARY``; None: no
+    fixed primary) the majority must include it.
 
     FAIL with the requests refused or left unanswered while such a majority was there (refusing
     everything keeps consistency and gives up the A with no partition at all); PASS if none was.
+
+    Example::
+
+        majority_available()(world)                      # the declared PRIMARY, if any
+        majority_available(primary=None)(world)          # every connected majority must answer
     """
     if primary != "declared" and primary is not None and primary not in REPLICAS:
         raise sandbox.InvalidParameterError(f"primary={primary!r}: one of {', '.join(map(repr, REPLICAS))}, or None")
