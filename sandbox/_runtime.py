@@ -93,6 +93,12 @@ class WaitEvent:
         self.event = event
 
     def __await__(self):
+        if isinstance(sys.exc_info()[1], GeneratorExit):
+            # The coroutine is being discarded (garbage-collected after its world stopped, or closed after a
+            # crash): nothing will ever resume it, so a wait in its cleanup (an ``async with`` leaving a
+            # transaction, a ``finally`` that calls a service) cannot wait. Yielding here would make Python
+            # print "coroutine ignored GeneratorExit"; the cleanup ends instead, as a killed process's does.
+            raise GeneratorExit
         return (yield self.event)
 
 

@@ -623,3 +623,48 @@ def test_a_paused_node_keeps_its_memory_and_a_crash_while_paused_drops_what_wait
     world.restart("counter")
     world.run(until=1.0)
     assert node.ready
+
+
+def test_a_world_dropped_while_a_handler_waits_inside_async_with_is_collected_quietly():
+    """A run that ends while an endpoint waits inside `async with db.transaction()` leaves a suspended coroutine;
+    when the world is garbage-collected, its cleanup cannot wait for anything and ends quietly (Python printed
+    "Exception ignored ... coroutine ignored GeneratorExit" into learners' notebooks)."""
+    import gc
+    import sys
+
+    from fastapi import Depends, FastAPI
+
+    def holder() -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/slow")
+        async def slow(db: sandbox.Database = Depends(sandbox.database("db"))) -> dict:
+            async with db.transaction() as tx:
+                await tx.put("t", "k", 1)
+                await sandbox.sleep(100)
+            return {}
+
+        return app
+
+    def run() -> None:
+        world = sandbox.World(seed=1)
+        world.add_database("db")
+        world.add_service("svc", holder)
+
+        async def caller(client: sandbox.Client) -> None:
+            try:
+                await client.http.post("http://svc/slow", timeout=1.0)
+            except sandbox.RequestTimeout:
+                pass
+
+        world.add_client("c", caller)
+        world.run()
+
+    ignored = []
+    saved, sys.unraisablehook = sys.unraisablehook, ignored.append
+    try:
+        run()
+        gc.collect()
+    finally:
+        sys.unraisablehook = saved
+    assert [(type(u.exc_value).__name__, str(u.exc_value)) for u in ignored] == []
