@@ -84,6 +84,14 @@ def invariants_for(lab: ModuleType, create_app: Any) -> list:
     return lab.invariants()
 
 
+def nemesis_for(lab: ModuleType, create_app: Any) -> Any:
+    """The lab's nemesis for this implementation (lab 01: the one of its declared CAP choice, which draws
+    disk losses for CP and duplicated replication messages for AP)."""
+    if hasattr(lab, "schedules_for"):
+        return lab.schedules_for(lab.cap_choice(create_app))
+    return lab.schedules
+
+
 def sweep_secrets(lab: ModuleType, create_app: Any, secrets: int, workers: int, figures: Figures) -> None:
     for i in range(secrets):
         secret = f"sweep-{i}"
@@ -102,8 +110,8 @@ def sweep_seeds(lab: ModuleType, create_app: Any, seeds: int, workers: int, figu
     invariants = invariants_for(lab, create_app)
     remaining = seed_bank(lab.LAB, "hidden", seeds, secret="sweep-seeds")
     while remaining:
-        result = explore(scenario, invariants, seeds=remaining, schedules=lab.schedules, shrink=False,
-                         workers=workers)
+        result = explore(scenario, invariants, seeds=remaining, schedules=nemesis_for(lab, create_app),
+                         shrink=False, workers=workers)
         if not result.found:
             figures.seeds += result.runs
             for seed, verdict in result.undecided:
