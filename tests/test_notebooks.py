@@ -50,10 +50,15 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
 def test_notebook_is_stored_without_outputs(path: Path):
-    """A notebook is committed clean: no outputs, no execution counts."""
+    """A notebook is committed clean: no outputs, no execution counts, and every cell has its id (nbformat 4.5; a
+    cell without one is given a new id, a change, each time the notebook is opened)."""
+    import json
+
     nb = nbformat.read(path, as_version=4)
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     assert not dirty, f"{_id(path)}: cells {dirty} have outputs; clear them before committing"
+    unnamed = [i for i, c in enumerate(json.loads(path.read_text())["cells"]) if "id" not in c]
+    assert not unnamed, f"{_id(path)}: cells {unnamed} have no id; nbformat.validator.normalize() gives them one"
 
 
 @pytest.mark.parametrize("path", COURSE, ids=_id)
