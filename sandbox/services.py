@@ -16,10 +16,12 @@ the replica accepts requests.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import sys
 import traceback
+import typing
 from collections.abc import Callable
 from contextvars import copy_context
 from dataclasses import dataclass
@@ -321,6 +323,27 @@ async def _lifespan(instance: Instance) -> None:
     state = await manager.__aenter__()
     instance._lifespan = manager  # entered, never exited: a crash runs no shutdown code
     instance._became_ready(dict(state or {}))
+
+
+def release_app_caches() -> None:
+    """Forget what FastAPI and ``typing`` cached about apps built so far (after a world has run).
+
+    Every replica (re)start builds its app from a fresh copy of the service's code: new endpoint
+    functions, new pydantic models. FastAPI keeps per-callable facts in LRU caches of 4,096 entries
+    (``fastapi.dependencies.models``) and ``typing`` keeps ``Annotated[Model, ...]`` aliases in its
+    own; each entry holds a function or a class, and through it that replica's whole module. A
+    process that runs thousands of worlds (an exploration, a grader, a notebook checking again and
+    again) grew by up to a megabyte a run to several gigabytes. The caches only speed up building
+    apps, and the next world's apps are new objects anyway: clearing them costs nothing.
+    """
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "fastapi" or name.startswith("fastapi.")):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, functools._lru_cache_wrapper):
+                value.cache_clear()
+    for clear in getattr(typing, "_cleanups", ()):  # typing's own caches of subscripted aliases
+        clear()
 
 
 def format_error(error: BaseException) -> str:

@@ -50,6 +50,7 @@ from .services import (
     ServiceError,
     check_name,
     format_error,
+    release_app_caches,
 )
 from .storage import DatabaseNode, Store
 
@@ -415,6 +416,7 @@ class World:
                 )
             with driving():
                 self.env.run(until=until)
+            release_app_caches()
             return self
         seconds("limit", limit, positive=True)
         seconds("settle", settle)
@@ -434,6 +436,7 @@ class World:
             if settle:
                 self.env.run(until=self.env.now + settle)
         self._finished = True
+        release_app_caches()
         return self
 
     @property
