@@ -620,3 +620,22 @@ def test_a_figure_shows_itself_in_ipython_without_pyplot():
     assert viz.show_in_ipython(shell) is True
     assert png(Figure(figsize=(1, 1)))[:8] == b"\x89PNG\r\n\x1a\n"
     assert viz.show_in_ipython() is False  # pytest is not IPython
+
+
+def test_a_world_that_was_drawn_is_freed_when_dropped():
+    """The pictures cache what they read from a world's log; the cache must not keep the world alive (a notebook
+    drawing run after run, or an exploration drawing its counterexamples, would keep every world)."""
+    import gc
+    import weakref
+
+    world = world_with()
+    world.add_client("c", calls("http://api/ping"))
+    world.run()
+    viz.sequence_diagram(world)
+    from sandbox.viz._run import read_run
+
+    assert read_run(world) is read_run(world)  # cached while the log is unchanged
+    ref = weakref.ref(world)
+    del world
+    gc.collect()
+    assert ref() is None

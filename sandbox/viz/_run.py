@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import weakref
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -202,17 +201,18 @@ class Run:
 
 
 _AFTER = {"node.crash": "down", "node.restart": "up", "node.pause": "paused", "node.resume": "up"}
-_cache: weakref.WeakKeyDictionary[Any, tuple[int, float, Run]] = weakref.WeakKeyDictionary()
-
-
 def read_run(world: World) -> Run:
-    """Read ``world``'s log into a ``Run`` (cached until the log grows)."""
+    """Read ``world``'s log into a ``Run`` (cached on the world until the log grows).
+
+    The cache lives on the world itself, so it goes when the world goes (a weak-keyed
+    table would keep every world alive: its ``Run`` refers back to the world).
+    """
     log = world.recorder.log
-    cached = _cache.get(world)
+    cached = world.__dict__.get("_viz_run")
     if cached is not None and cached[0] == len(log) and cached[1] == world.now:
         return cached[2]
     run = _read(world, log)
-    _cache[world] = (len(log), world.now, run)
+    world.__dict__["_viz_run"] = (len(log), world.now, run)
     return run
 
 
