@@ -213,7 +213,6 @@ def test_a_grade_cell_holds_back_the_learners_logging_so_stderr_stays_empty(work
     """A service that logs warnings and prints to stderr, through a handler configured before grading (as a
     notebook's logging.basicConfig() does), in this process or in forked check workers: the grade cell writes
     nothing on stderr (nbgrader would score it 0) and says how many lines it held back."""
-    import logging
     import subprocess
     import textwrap
 
