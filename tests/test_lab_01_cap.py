@@ -298,6 +298,15 @@ def test_each_correct_fix_passes_every_seed_and_schedule(name, bank):
     assert result.runs == size + len(lab.adversarial(lab.cap_choice(create_app)))
 
 
+@pytest.mark.parametrize(("name", "secret"), [("solution_cp", "s10"), ("solution_cp", "s13"), ("solution_ap", "s3")])
+def test_the_references_pass_under_other_grading_secrets(name, secret):
+    """Honest work gets full marks whatever the grading secret: the hidden bank drawn from another secret (s10 and
+    s13 failed the CP reference while the audit could start before every clerk had finished; the benchmark sweeps
+    fifty secrets)."""
+    result = lab.check(lab.load(name).create_app, "hidden", secret=secret, shrink=False)
+    assert isinstance(result, Passed) and result.ok, f"secret {secret!r}: {result}"
+
+
 @pytest.mark.parametrize("name", SOLUTIONS)
 def test_each_reference_passes_a_sweep_of_the_nemesis(name):
     """A small sweep: each reference passes its choice's nemesis on 30 more seeds (the long sweeps are benchmarks)."""
