@@ -59,6 +59,9 @@ if TYPE_CHECKING:
     from .faults import Chaos, Schedule
     from .tracing import Tracing
 
+#: The most replicas one service may have: each runs its own copy of the app (a world of 10**9 would never be built).
+MAX_REPLICAS = 100
+
 
 class World:
     """One deterministic run of a simulated datacenter (see the module docstring).
@@ -91,6 +94,9 @@ class World:
         self._ids = 0
         self._broker: Broker | None = None
         self._finished = False
+        self._running = False
+        #: Why ``run()`` stopped before its clients finished (its virtual-time limit), or None.
+        self.stalled: str | None = None
         #: The fault schedule in force (``inject``), or None.
         self.chaos: Chaos | None = None
         self.tracing: Tracing | None = None
@@ -128,6 +134,16 @@ class World:
     # --- building the datacenter -----------------------------------------------------
 
     def _claim(self, name: str, what: str) -> None:
+        if self._running:
+            raise WorldFinishedError(
+                f"cannot add {what} {name!r} while the world runs (from code running inside it); build the whole "
+                f"world (services, databases, clients) before run()"
+            )
+        if self._finished:
+            raise WorldFinishedError(
+                f"cannot add {what} {name!r}: this world already ran its workload to completion (t={self.now:.4f}); "
+                f"build a new World(seed={self.seed}), add everything to it, then run it"
+            )
         check_name(name, what)
         if name == BROKER_NODE:
             raise DuplicateNameError(f"{what} name {name!r} is reserved for the broker's node; pick another name")
@@ -146,12 +162,15 @@ class World:
         so module-level state is per process, as in production.
 
         Raises:
-            DuplicateNameError: the name is taken. InvalidReplicasError: replicas < 1.
+            DuplicateNameError: the name is taken. InvalidReplicasError: replicas not in 1..MAX_REPLICAS.
+            WorldFinishedError: the world already ran to completion, or is running.
         """
         self._claim(name, "service")
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
             raise InvalidReplicasError(
-                f"replicas={replicas!r} for service {name!r}: use a whole number >= 1 (1 is one process)"
+                f"replicas={replicas!r} for service {name!r}: use a whole number from 1 (one process) to "
+                f"{MAX_REPLICAS} (each replica runs its own copy of the app; 3 to 5 show every failure the course "
+                f"teaches)"
             )
         if not callable(app_factory):
             raise InvalidParameterError(
@@ -414,18 +433,41 @@ class World:
                     f"until={until!r} is not later than now (t={self.now:g}): virtual time only moves forward; "
                     f"pass a later until, or build a new World(seed={self.seed})"
                 )
-            with driving():
-                self.env.run(until=until)
+            self._running = True
+            try:
+                with driving():
+                    self.env.run(until=until)
+            finally:
+                self._running = False
             release_app_caches()
             return self
         seconds("limit", limit, positive=True)
         seconds("settle", settle)
+        self._running = True
+        try:
+            self._run_to_completion(limit, settle)
+        finally:
+            self._running = False
+        self._finished = True
+        release_app_caches()
+        return self
+
+    def _run_to_completion(self, limit: float, settle: float) -> None:
         with driving():
             if self.clients:
                 pending = [c.done for c in self.clients.values() if not c.done.triggered]
                 if pending:
                     deadline = self.env.timeout(limit)
                     self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
+                    running = [name for name, c in self.clients.items() if not c.done.triggered]
+                    if running:
+                        self.stalled = (
+                            f"the run reached its limit of {limit:g} virtual seconds (t={self.now:.4f}) with "
+                            f"{len(running)} client(s) still running ({', '.join(running[:5])}"
+                            f"{', ...' if len(running) > 5 else ''}): their last requests never got an answer "
+                            f"(a service that waits or retries for ever?); what they did after it is missing"
+                        )
+                        self.record("run.limit", limit, *running)
             else:
                 self.env.run(until=self.env.now + limit)
             chaos = self.chaos
@@ -435,9 +477,6 @@ class World:
                 chaos.heal()
             if settle:
                 self.env.run(until=self.env.now + settle)
-        self._finished = True
-        release_app_caches()
-        return self
 
     @property
     def clients_done(self) -> bool:

@@ -723,3 +723,86 @@ def test_worlds_run_one_after_another_do_not_pile_up_as_garbage():
     assert waiting <= _Guard.FULL_COLLECTION_EVERY
     gc.collect()
     assert [ref for ref in worlds if ref() is not None] == [], "a dropped world is kept alive"
+
+
+def test_nothing_can_be_added_to_a_world_that_ran_to_completion_or_while_it_runs():
+    """A finished world refuses new services, databases and clients (they would never run: the world cannot run
+    again), and code running inside a world cannot add to it; between partial runs (run(until=...)) it may grow."""
+    world = sandbox.World(seed=3)
+    world.add_service("api", counter_app)
+    added_inside = []
+
+    async def caller(client: sandbox.Client) -> None:
+        try:
+            world.add_service("more", counter_app)
+        except sandbox.WorldFinishedError as exc:
+            added_inside.append(str(exc))
+
+    world.add_client("caller", caller)
+    world.run()
+    assert len(added_inside) == 1 and "while the world runs" in added_inside[0]
+    for add in (lambda: world.add_service("late", counter_app), lambda: world.add_database("late-db"),
+                lambda: world.add_client("late", caller)):
+        with pytest.raises(sandbox.WorldFinishedError) as info:
+            add()
+        assert "'late" in str(info.value) and "World(seed=3)" in str(info.value)
+    assert "late" not in world.services and "late-db" not in world.nodes and "late" not in world.clients
+
+
+@pytest.mark.parametrize("replicas", [0, 101, 10**9, 2.0, True])
+def test_a_service_has_from_one_to_a_hundred_replicas(replicas):
+    """A replica count out of range is refused at once, showing the value (10**9 replicas used to hang)."""
+    world = sandbox.World(seed=1)
+    with pytest.raises(sandbox.InvalidReplicasError) as info:
+        world.add_service("api", counter_app, replicas=replicas)
+    assert f"replicas={replicas!r}" in str(info.value) and "from 1" in str(info.value)
+    assert world.add_service("api", counter_app, replicas=100).instances[-1].name == "api-99"
+
+
+def test_a_run_that_reaches_its_limit_with_clients_still_waiting_says_so():
+    """A service that never answers keeps its client waiting; the run stops at its limit and says which clients
+    were still running, in the world, its log and a counterexample (it used to end silently)."""
+    from sandbox.checkers import Verdict
+    from sandbox.explore import Counterexample, Scenario, explore
+
+    def hanging_app() -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/wait")
+        async def wait() -> dict:
+            while True:
+                await sandbox.sleep(1.0)
+
+        return app
+
+    def build(seed: int, clients: int = 1) -> sandbox.World:
+        world = sandbox.World(seed=seed)
+        world.add_service("api", hanging_app)
+        world.add_client("patient", patient)
+        world.add_client("quick", quick)
+        return world
+
+    async def patient(client: sandbox.Client) -> None:
+        await client.http.get("http://api/wait", timeout=None)
+
+    async def quick(client: sandbox.Client) -> None:
+        await client.sleep(1.0)
+
+    world = build(1)
+    world.run(limit=30.0)
+    assert world.now == pytest.approx(30.0)
+    assert world.stalled is not None
+    assert "limit of 30 virtual seconds" in world.stalled and "(patient)" in world.stalled
+    assert [e for e in world.recorder.log if e[1] == "run.limit"]
+
+    calm = sandbox.World(seed=1)
+    calm.add_client("quick", quick)
+    assert calm.run().stalled is None
+
+    def always_fails(world: sandbox.World) -> Verdict:
+        return Verdict.failing("answered", "no", ())
+
+    found = explore(Scenario("hangs", build, {"clients": 1}, limit=20.0), [always_fails], seeds=[1], workers=1)
+    assert isinstance(found, Counterexample)
+    assert "Unfinished: the run reached its limit of 20 virtual seconds" in str(found)
+    assert "Unfinished:" in found._repr_html_()

@@ -93,6 +93,9 @@ class Counterexample:
         errors = self._errors()
         if errors:
             lines += errors + [""]
+        stalled = getattr(self.world, "stalled", None)
+        if stalled:
+            lines += [f"Unfinished: {stalled}", ""]
         if len(self.schedule):
             lines.append(f"Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):")
             lines += [f"  {line}" for line in str(self.schedule).splitlines()]
@@ -132,6 +135,8 @@ class Counterexample:
             "<ul>" + "".join(f"<li><code>{escape(str(e))}</code></li>" for e in self.verdict.evidence[:8]) + "</ul>",
             *([f"<p>{escape(errors[0])}</p><pre style='white-space:pre-wrap'>"
                f"{escape(chr(10).join(line.strip() for line in errors[1:]))}</pre>"] if errors else []),
+            *([f"<p><b>Unfinished:</b> {escape(self.world.stalled)}</p>"] if getattr(self.world, "stalled", None)
+              else []),
             f"<p>Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):</p>",
             f"<pre>{escape(str(self.schedule))}</pre>",
             f"<p>Workload: {escape(', '.join(f'{k}={n}' for k, n in self.workload.items()) or 'as built')}</p>",
