@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import pytest
 from hypothesis import strategies as st
 
@@ -310,3 +314,82 @@ def test_a_counterexample_shows_the_errors_in_service_code():
     assert "Errors in service code (1):" in text
     assert "t=1.5000 api-0 background task" in text and "KeyError: 'cursor'" in text
     assert "Errors in service code (1):" in found._repr_html_()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="worker processes are forked, and die with their parent, on Linux")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_worker_processes_never_outlive_the_exploration_that_started_them(how, tmp_path):
+    """An exploration whose seeds never end (a busy loop in service code) is stopped: killed outright, or by Ctrl-C.
+    Its worker processes go with it instead of spinning on for ever."""
+    import signal
+    import subprocess
+    import textwrap
+    import time
+
+    script = tmp_path / "spin.py"
+    script.write_text(textwrap.dedent('''
+        import sys
+        from fastapi import FastAPI
+        import sandbox
+        from sandbox.checkers import Verdict
+        from sandbox.explore import Scenario, explore
+
+        def spinning_app():
+            app = FastAPI()
+
+            @app.get("/spin")
+            async def spin():
+                while True:
+                    pass
+
+            return app
+
+        async def caller(client):
+            await client.http.get("http://api/spin")
+
+        def build(seed, clients=1):
+            world = sandbox.World(seed=seed)
+            world.add_service("api", spinning_app)
+            world.add_client("caller", caller)
+            return world
+
+        def answered(world):
+            return Verdict.passing("answered", "every call answered")
+
+        print("started", flush=True)
+        explore(Scenario("spins", build, {"clients": 1}), [answered], seeds=range(8), workers=2)
+    '''))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert parent.stdout.readline().strip() == "started"
+        children: list[int] = []
+        for _ in range(100):  # the pool starts its workers
+            time.sleep(0.1)
+            with contextlib.suppress(FileNotFoundError):
+                children = [int(p) for p in
+                            open(f"/proc/{parent.pid}/task/{parent.pid}/children").read().split()]
+            if len(children) >= 2:
+                break
+        assert len(children) >= 2, children
+        time.sleep(0.5)  # the workers are in their endless seeds
+        os.kill(parent.pid, signal.SIGKILL if how == "SIGKILL" else signal.SIGINT)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        alive = children
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [pid for pid in children if _running(pid)]
+        assert alive == [], f"workers {alive} outlived their parent ({how})"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Is process ``pid`` alive (not gone, not a zombie)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -203,18 +204,21 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),))
+        finished = False
+        try:
             # Every seed is queued at once; results are read in seed order, so the first failure
             # read is the first in seed order, and the seeds after it are cancelled.
             futures = [pool.submit(_run_job, job) for job in jobs]
-            try:
-                for future in futures:
-                    absorb(future.result())
-                    if first is not None:
-                        break
-            finally:  # the first failure, or an error: the seeds after it are not run
-                for later in futures:
-                    later.cancel()
+            for future in futures:
+                absorb(future.result())
+                if first is not None:
+                    break
+            finished = True
+        finally:  # the first failure, or an error: the seeds after it are not run
+            if not finished:  # Ctrl-C or an error: a worker busy in a seed that never ends must not outlive it
+                _kill_workers(pool)
+            pool.shutdown(wait=finished, cancel_futures=True)
     summary = _Summary.of(outcomes)
     if first is None:
         return None, summary
@@ -247,6 +251,31 @@ class _Summary:
             (sum(o.fired for o in outcomes), sum(o.faults for o in outcomes)),
             tuple(sorted(paths.items())),
         )
+
+
+def _die_with(parent: int) -> None:
+    """In a worker process: die when the process that started it dies, however it dies (Linux's
+    ``PR_SET_PDEATHSIG``; elsewhere, workers end when their parent closes the pool)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the pool's own shutdown is what ends the workers
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _kill_workers(pool: Any) -> None:
+    """Stop a pool's workers at once (ProcessPoolExecutor only gains ``kill_workers`` in Python 3.14)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.kill()
+            process.join(timeout=5)
 
 
 def _can_fork() -> bool:
