@@ -356,7 +356,7 @@ class Task:
             except StopIteration as stop:
                 self._finish(stop.value, None)
                 return
-            except KeyboardInterrupt as exc:  # Ctrl-C: stop the world, as the user asked
+            except (KeyboardInterrupt, OverBudget) as exc:  # Ctrl-C, or the run's wall-clock limit: stop the world
                 self._finish(None, exc)
                 raise
             except BaseException as exc:  # the coroutine raised: recorded by on_done
@@ -489,6 +489,18 @@ _guard = _Guard()
 def driving() -> _Guard:
     """The context in which a world's event loop runs its tasks (see ``_Guard``)."""
     return _guard
+
+
+class OverBudget(BaseException):
+    """Raised into running code when a run has used its wall-clock budget (see ``sandbox._wallclock``).
+
+    A BaseException, so ``except Exception`` in service code does not swallow it; the task
+    driver lets it through, and ``World.run`` ends the run and says where it stopped.
+    """
+
+    def __init__(self, message: str, node: str | None, task: str | None) -> None:
+        super().__init__(message)
+        self.message, self.node, self.task = message, node, task
 
 
 class ProcessKilled(BaseException):

@@ -27,6 +27,7 @@ from simpy.events import AllOf
 
 from ._checks import seconds
 from ._runtime import driving
+from ._wallclock import DEFAULT_WALL_LIMIT, OverBudget, enforce_wall_limit
 from ._streams import Streams, check_seed
 from .broker import BROKER_NODE
 from .clients import ClientNode, WorkloadFn
@@ -74,8 +75,12 @@ class World:
         BadSeedError: ``seed`` is not a non-negative int.
     """
 
-    def __init__(self, seed: int, *, tracing: bool = False) -> None:
+    def __init__(self, seed: int, *, tracing: bool = False, wall_limit: float | None = DEFAULT_WALL_LIMIT) -> None:
         self.seed = check_seed(seed)
+        if wall_limit is not None:
+            seconds("wall_limit", wall_limit, positive=True)
+        #: Real seconds each ``run()`` call may take before the code running is stopped (None: no limit).
+        self.wall_limit = wall_limit
         self.env = simpy.Environment()
         self.streams = Streams(self.seed)
         self.recorder = Recorder()
@@ -97,6 +102,9 @@ class World:
         self._running = False
         #: Why ``run()`` stopped before its clients finished (its virtual-time limit), or None.
         self.stalled: str | None = None
+        #: Why ``run()`` was stopped by its wall-clock limit (which node, task and line), or None. Every
+        #: invariant fails on such a world: what it would have done is unknown.
+        self.overran: str | None = None
         #: The fault schedule in force (``inject``), or None.
         self.chaos: Chaos | None = None
         self.tracing: Tracing | None = None
@@ -360,6 +368,8 @@ class World:
     def record_error(self, node: Node, where: str, error: BaseException) -> None:
         """Record an exception that escaped code running on ``node`` (``where``: the endpoint, consumer or
         task) in ``world.errors``, as a server's log would show it; the run goes on."""
+        if isinstance(error, OverBudget):  # the run's wall-clock limit, recorded once by the run itself
+            return
         kind, message = type(error).__name__, str(error)
         if isinstance(error, RuntimeError) and "unsupported async environment" in message:
             # httpx / httpcore found no asyncio loop: a real network client was used.
@@ -435,8 +445,10 @@ class World:
                 )
             self._running = True
             try:
-                with driving():
+                with driving(), enforce_wall_limit(self, self.wall_limit):
                     self.env.run(until=until)
+            except OverBudget as over:
+                self._overran(over)
             finally:
                 self._running = False
             release_app_caches()
@@ -445,38 +457,52 @@ class World:
         seconds("settle", settle)
         self._running = True
         try:
-            self._run_to_completion(limit, settle)
+            with driving(), enforce_wall_limit(self, self.wall_limit):
+                self._run_to_completion(limit, settle)
+        except OverBudget as over:
+            self._overran(over)
         finally:
             self._running = False
         self._finished = True
         release_app_caches()
         return self
 
+    def _overran(self, over: OverBudget) -> None:
+        """The wall-clock limit stopped the run: say so (the world's errors, ``overran``, ``stalled``), and end it."""
+        self.overran = self.stalled = over.message
+        node = self.nodes.get(over.node or "")
+        self.record("run.overran", over.node or "", over.task or "")
+        self.errors.append(ServiceError(self.env.now, over.node or "(the sandbox)", over.task or "run",
+                                        "WallClockLimit", over.message, over.message))
+        if node is not None:
+            for task in list(getattr(node, "tasks", {}).values()):
+                task.alive = False  # abandoned mid-step: nothing resumes it
+        self._finished = True
+
     def _run_to_completion(self, limit: float, settle: float) -> None:
-        with driving():
-            if self.clients:
-                pending = [c.done for c in self.clients.values() if not c.done.triggered]
-                if pending:
-                    deadline = self.env.timeout(limit)
-                    self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
-                    running = [name for name, c in self.clients.items() if not c.done.triggered]
-                    if running:
-                        self.stalled = (
-                            f"the run reached its limit of {limit:g} virtual seconds (t={self.now:.4f}) with "
-                            f"{len(running)} client(s) still running ({', '.join(running[:5])}"
-                            f"{', ...' if len(running) > 5 else ''}): their last requests never got an answer "
-                            f"(a service that waits or retries for ever?); what they did after it is missing"
-                        )
-                        self.record("run.limit", limit, *running)
-            else:
-                self.env.run(until=self.env.now + limit)
-            chaos = self.chaos
-            if chaos is not None and not chaos.healed:
-                if self.env.now < chaos.heal_at:
-                    self.env.run(until=chaos.heal_at)
-                chaos.heal()
-            if settle:
-                self.env.run(until=self.env.now + settle)
+        if self.clients:
+            pending = [c.done for c in self.clients.values() if not c.done.triggered]
+            if pending:
+                deadline = self.env.timeout(limit)
+                self.env.run(until=self.env.any_of([AllOf(self.env, pending), deadline]))
+                running = [name for name, c in self.clients.items() if not c.done.triggered]
+                if running:
+                    self.stalled = (
+                        f"the run reached its limit of {limit:g} virtual seconds (t={self.now:.4f}) with "
+                        f"{len(running)} client(s) still running ({', '.join(running[:5])}"
+                        f"{', ...' if len(running) > 5 else ''}): their last requests never got an answer "
+                        f"(a service that waits or retries for ever?); what they did after it is missing"
+                    )
+                    self.record("run.limit", limit, *running)
+        else:
+            self.env.run(until=self.env.now + limit)
+        chaos = self.chaos
+        if chaos is not None and not chaos.healed:
+            if self.env.now < chaos.heal_at:
+                self.env.run(until=chaos.heal_at)
+            chaos.heal()
+        if settle:
+            self.env.run(until=self.env.now + settle)
 
     @property
     def clients_done(self) -> bool:

@@ -393,3 +393,30 @@ def _running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_run_stopped_by_its_wall_clock_limit_is_a_counterexample_found_fast_and_not_shrunk():
+    """A service that loops without awaiting fails every invariant with where it was stopped; the exploration does
+    not try to shrink it (each try would spend the wall-clock limit again)."""
+    import time
+
+    from test_world import _spinning_app
+
+    def build(seed: int, clients: int = 2) -> sandbox.World:
+        world = sandbox.World(seed=seed, wall_limit=0.3)
+        world.add_service("api", _spinning_app)
+        for i in range(clients):
+            async def caller(client: sandbox.Client) -> None:
+                await client.http.get("http://api/spin", timeout=1.0)
+
+            world.add_client(f"caller-{i}", caller)
+        return world
+
+    started = time.monotonic()
+    found = explore(Scenario("spinning", build, {"clients": 2}), [no_double_charge()], seeds=range(3), workers=1,
+                    schedules=[Schedule([Loss("api", start=0.0, duration=0.5)])])
+    assert time.monotonic() - started < 5
+    assert isinstance(found, Counterexample) and found.seed == 0
+    assert found.runs == 2 and found.workload == {"clients": 2} and len(found.schedule) == 1
+    assert "the run never finished" in found.verdict.summary and "'GET /spin'" in found.verdict.summary
+    assert "Unfinished:" not in str(found)

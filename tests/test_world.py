@@ -806,3 +806,85 @@ def test_a_run_that_reaches_its_limit_with_clients_still_waiting_says_so():
     assert isinstance(found, Counterexample)
     assert "Unfinished: the run reached its limit of 20 virtual seconds" in str(found)
     assert "Unfinished:" in found._repr_html_()
+
+
+def _spinning_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/spin")
+    async def spin() -> dict:
+        while True:  # never awaits: virtual time never moves on
+            pass
+
+    @app.get("/stubborn")
+    async def stubborn() -> dict:
+        try:
+            while True:
+                pass
+        except BaseException:  # swallows the first interruption
+            pass
+        while True:
+            pass
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["/spin", "/stubborn"])
+def test_code_that_never_awaits_is_stopped_by_the_runs_wall_clock_limit(path):
+    """An endpoint looping without awaiting would hang the run for ever; the wall-clock limit stops it (again if
+    the code catches the first interruption) and says on which node, in which endpoint and at which line. Every
+    invariant then fails: what the code would have done is unknown."""
+    import time
+
+    from sandbox.checkers import Verdict, check
+
+    world = sandbox.World(seed=1, wall_limit=0.5)
+    world.add_service("api", _spinning_app)
+
+    async def caller(client: sandbox.Client) -> None:
+        await client.http.get(f"http://api{path}", timeout=5.0)
+
+    world.add_client("caller", caller)
+    started = time.monotonic()
+    world.run()
+    assert time.monotonic() - started < 5
+    assert world.overran is not None
+    assert "wall-clock budget of 0.5 real seconds" in world.overran
+    assert f"on 'api-0' in 'GET {path}'" in world.overran
+    assert "test_world.py line" in world.overran and "`while True:" in world.overran
+    assert [e.type for e in world.errors] == ["WallClockLimit"]
+    [verdict] = check(world, [lambda w: Verdict.passing("anything", "fine")])
+    assert not verdict and "the run never finished" in verdict.summary
+    with pytest.raises(sandbox.WorldFinishedError):
+        world.run()
+
+
+def test_the_wall_clock_limit_gives_back_a_timer_that_was_running():
+    """A timer set before the run (pytest-timeout's, say) is restored with what was left of it, and its handler."""
+    import signal
+
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *a: fired.append(a))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30.0)
+        world = sandbox.World(seed=1)
+        world.add_service("api", counter_app)
+
+        async def caller(client: sandbox.Client) -> None:
+            await client.http.post("http://api/calls")
+
+        world.add_client("caller", caller)
+        world.run()
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 25 < left <= 30
+        assert signal.getsignal(signal.SIGALRM) is not previous and fired == []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), "10"])
+def test_a_wall_clock_limit_must_be_a_positive_number_of_seconds(bad):
+    with pytest.raises(sandbox.InvalidParameterError) as info:
+        sandbox.World(seed=1, wall_limit=bad)
+    assert "wall_limit" in str(info.value)

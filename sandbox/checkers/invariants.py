@@ -154,6 +154,10 @@ def check(world: World, invariants: Iterable[Invariant]) -> list[Verdict]:
                 f"invariants[{i}]={item!r} is not an invariant: give callables taking the world, "
                 f"such as no_double_charge()"
             )
+    overran = getattr(world, "overran", None)
+    if overran:  # stopped by its wall-clock limit: no verdict can say what the code would have done
+        return [Verdict.failing(str(getattr(item, "name", None) or show(item)), f"the run never finished: {overran}")
+                for item in items]
     verdicts = []
     for item in items:
         name = str(getattr(item, "name", None) or show(item))

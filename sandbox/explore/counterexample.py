@@ -94,7 +94,7 @@ class Counterexample:
         if errors:
             lines += errors + [""]
         stalled = getattr(self.world, "stalled", None)
-        if stalled:
+        if stalled and not getattr(self.world, "overran", None):  # an overrun is the verdict's summary already
             lines += [f"Unfinished: {stalled}", ""]
         if len(self.schedule):
             lines.append(f"Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):")
@@ -135,8 +135,8 @@ class Counterexample:
             "<ul>" + "".join(f"<li><code>{escape(str(e))}</code></li>" for e in self.verdict.evidence[:8]) + "</ul>",
             *([f"<p>{escape(errors[0])}</p><pre style='white-space:pre-wrap'>"
                f"{escape(chr(10).join(line.strip() for line in errors[1:]))}</pre>"] if errors else []),
-            *([f"<p><b>Unfinished:</b> {escape(self.world.stalled)}</p>"] if getattr(self.world, "stalled", None)
-              else []),
+            *([f"<p><b>Unfinished:</b> {escape(self.world.stalled)}</p>"]
+              if getattr(self.world, "stalled", None) and not getattr(self.world, "overran", None) else []),
             f"<p>Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):</p>",
             f"<pre>{escape(str(self.schedule))}</pre>",
             f"<p>Workload: {escape(', '.join(f'{k}={n}' for k, n in self.workload.items()) or 'as built')}</p>",

@@ -126,13 +126,14 @@ def explore(
             scenario, runs, tuple(seed_list), summary.undecided, time.perf_counter() - started,
             summary.faults, summary.recovery, summary.unexercised,
         )
-    seed, schedule, verdict = failing
+    seed, schedule, verdict, run = failing
     original = schedule
     workload = dict(scenario.workload)
-    if budget:
+    if budget and not run.world.overran:  # a run stopped by its wall-clock limit is not shrunk (each try
+        # would spend the limit again)
         schedule, workload, verdict, extra = _shrink(scenario, invariants, seed, schedule, workload, verdict, budget)
         runs += extra
-    run = scenario.run(seed, schedule, **workload)
+        run = scenario.run(seed, schedule, **workload)
     final = _first_failure(run.check(invariants)) or verdict
     return Counterexample(
         scenario, seed, schedule, workload, final, run.fingerprint, runs + 1,
@@ -226,7 +227,7 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
     run = _run_or_explain(scenario, seed, schedule)  # again, here, for its verdict with the evidence
     verdict = _first_failure(run.check(invariants))
     assert verdict is not None, f"seed {seed} failed in a worker but not here: the scenario is not deterministic"
-    return (seed, schedule, verdict), summary
+    return (seed, schedule, verdict, run), summary
 
 
 @dataclass(frozen=True)
