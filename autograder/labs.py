@@ -54,6 +54,7 @@ __all__ = [
     "load_module",
     "must_pass",
     "mutant_names",
+    "rehome",
     "select",
     "service_factory",
 ]
@@ -166,12 +167,69 @@ def select(invariants: Sequence[Any], only: Sequence[str]) -> list[Any]:
     return [inv for inv, name in zip(invariants, short) if name in only]
 
 
-def must_pass(result: Counterexample | Passed) -> Passed:
-    """What a grade cell asserts: ``result`` passed. Otherwise AssertionError with the counterexample
-    (the violated invariant, its evidence, the shrunk schedule and the replay line), never the bank."""
+def must_pass(result: Counterexample | Passed, *, public: Sequence[int] = ()) -> Passed:
+    """What a grade cell asserts: ``result`` (of a hidden bank) passed. Otherwise AssertionError saying what
+    broke, and never a seed of the hidden bank: a counterexample is shown under one of the ``public`` seeds
+    that reproduces it (``rehome``: its invariant, evidence, shrunk schedule and a replay line that works),
+    else without its seed; undecided runs are counted and summarised, without their seeds."""
     if isinstance(result, Passed) and result.ok:
         return result
-    raise AssertionError(f"\n{result}")
+    if isinstance(result, Passed):
+        raise AssertionError("\n" + undecided_text(result))
+    shown = rehome(result, public)
+    raise AssertionError("\n" + (str(shown) if shown is not None else seedless_text(result, len(public))))
+
+
+#: How many seeds of the visible bank a hidden counterexample is tried on, to show it under a public seed.
+REHOME_SEEDS = 8
+
+
+def rehome(found: Counterexample, seeds: Sequence[int]) -> Counterexample | None:
+    """The same failure under a public seed: the first of ``seeds`` on which ``found``'s schedule and workload
+    break the same invariant again (its replay line then works for the learner, and the hidden seed stays
+    hidden), or None if none does."""
+    from sandbox.checkers import Outcome
+
+    if not found.invariants:
+        return None
+    workload = {k: v for k, v in found.workload.items() if found.scenario.workload.get(k) != v}
+    for seed in seeds:
+        run = found.scenario.run(seed, found.schedule, **workload)
+        verdict = next((v for v in run.check(list(found.invariants))
+                        if v.outcome is Outcome.FAIL and v.invariant == found.verdict.invariant), None)
+        if verdict is not None:
+            return Counterexample(
+                found.scenario, seed, found.schedule, dict(found.workload), verdict, run.fingerprint, found.runs,
+                found.original_schedule, found.original_workload, found.seconds, run.world, found.invariants,
+            )
+    return None
+
+
+def seedless_text(found: Counterexample, tried: int) -> str:
+    """A hidden counterexample told without its seed (none of the ``tried`` public seeds reproduced it)."""
+    text = str(found)
+    head, _, _rest = text.partition("\n")
+    body = text.split("\n", 1)[1] if "\n" in text else ""
+    kept = [line for line in body.splitlines() if not line.startswith(("Replay:", "Fingerprint:"))]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join([
+        f"Counterexample - {found.scenario.name} - a world of the hidden bank (its seed stays hidden: with these "
+        f"faults and this workload, none of the visible bank's first {tried} seeds breaks it)",
+        *kept,
+        "",
+        "To see it yourself: lab.check(create_app) explores the visible bank, whose failures replay; the evidence "
+        "and the faults above say what to look for.",
+    ])
+
+
+def undecided_text(result: Passed) -> str:
+    """Undecided runs of a hidden bank, counted and summarised without their seeds."""
+    summaries = list(dict.fromkeys(f"{v.invariant}: {v.summary}" for _seed, v in result.undecided))
+    lines = [f"Not a pass: {len(result.undecided)} of {result.runs} runs of the hidden bank were undecided "
+             f"(UNKNOWN is not a pass; the checker could not tell from what the run did), for example:"]
+    lines += [f"  {line}" for line in summaries[:5]]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -313,17 +371,20 @@ def grade_cell(run: Callable[..., str]) -> Callable[..., None]:
     return cell
 
 
-def grader(check: Callable[..., Counterexample | Passed]) -> Callable[..., None]:
+def grader(check: Callable[..., Counterexample | Passed], *, lab: str | None = None) -> Callable[..., None]:
     """A lab's ``grade`` from its ``check``: what a grade cell runs.
 
     ``grade(create_app, *only, secret=None)`` checks the hidden bank (drawn from ``secret`` or the
     grading secret: no seed is written in the notebook), only the invariants named in ``only``
     (all if none), and prints a ``Graded`` summary (runs, faults, recovery paths; no seed), or raises
-    AssertionError with the counterexample. It returns nothing (see ``grade_cell``).
+    AssertionError with the counterexample, shown under a seed of ``lab``'s visible bank (``must_pass``).
+    It returns nothing (see ``grade_cell``).
     """
 
     def grade(create_app: Callable[[], Any], *only: str, secret: str | None = None) -> str:
-        passed = must_pass(check(create_app, "hidden", secret=secret, only=only))
+        result = check(create_app, "hidden", secret=secret, only=only)
+        public = seed_bank(lab or result.scenario.name.split("/")[0], "visible", REHOME_SEEDS)
+        passed = must_pass(result, public=public)
         return repr(Graded(tuple(only), passed.runs, passed.faults, passed.recovery))
 
     grade.__doc__ = grader.__doc__

@@ -492,20 +492,23 @@ def test_an_answer_from_the_wrong_signal_fails():
                          if s.kind.name == "CLIENT" and s.status.status_code.name == "ERROR")
         return max(lab.DEPENDENCIES, key=lambda d: failed[d])
 
-    with pytest.raises(AssertionError, match=r"wrong on \d+ of 10 worlds"):
+    with pytest.raises(AssertionError, match=r"wrong on \d+ of 10 hidden worlds"):
         lab.grade_answer(most_errors, load("solution").create_app)
 
 
 @pytest.mark.parametrize("constant", lab.DEPENDENCIES)
 def test_a_constant_answer_fails_and_the_message_says_where(constant: str):
-    """Always naming the same dependency is wrong on some seeds: the error counts them and shows the first."""
+    """Always naming the same dependency is wrong on some seeds: the error counts them, and shows where it is wrong
+    on a world of the visible bank (which the learner may replay), never a hidden seed."""
     seeds = lab.answer_seeds()
     wrong = [s for s in seeds if lab.culprit(s)[0] != constant]
     with pytest.raises(AssertionError) as info:
         lab.grade_answer(lambda world: constant, load("solution").create_app)
     message = str(info.value)
-    assert f"wrong on {len(wrong)} of {lab.ANSWER_SEEDS} worlds" in message
-    assert f"seed {wrong[0]}" in message and f"answered {constant!r}" in message
+    assert f"wrong on {len(wrong)} of {lab.ANSWER_SEEDS} hidden worlds" in message and f"answered {constant!r}" in message
+    assert not any(str(seed) in message for seed in seeds)
+    visible = [s for s in seed_bank(lab.LAB, "visible", lab.REHOME_SEEDS) if lab.culprit(s)[0] != constant]
+    assert f"world of the visible bank too: seed {visible[0]}," in message
 
 
 def test_a_stub_answer_fails_saying_what_it_raised():
@@ -526,3 +529,18 @@ def test_the_answer_module_is_a_plain_cell():
     kinds = [type(node).__name__ for node in tree.body]
     assert set(kinds) <= {"Import", "ImportFrom", "FunctionDef"}, kinds
     assert [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] == ["slowest_dependency"]
+
+
+def test_an_answer_right_only_on_the_visible_bank_fails_without_showing_a_hidden_seed():
+    """An answer that is right on the worlds a learner can see and wrong elsewhere: the message says so, and names
+    no seed at all (no visible world shows the failure, and a hidden seed is never shown)."""
+    visible = set(seed_bank(lab.LAB, "visible", lab.REHOME_SEEDS))
+
+    def memorised(world):
+        return lab.culprit(world.seed)[0] if world.seed in visible else "nobody"
+
+    with pytest.raises(AssertionError) as info:
+        lab.grade_answer(memorised, load("solution").create_app)
+    message = str(info.value)
+    assert f"answers right on the first {lab.REHOME_SEEDS} worlds of the visible bank" in message
+    assert "seed" not in message.replace("seeds", "")

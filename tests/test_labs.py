@@ -11,7 +11,7 @@ import sandbox
 from autograder.labs import load_module, mutant_names
 from sandbox.checkers import no_double_charge
 from sandbox.examples import order_system
-from sandbox.explore import Passed, explore
+from sandbox.explore import Counterexample, Passed, explore
 
 IDEMPOTENCY = Path(__file__).resolve().parent.parent / "labs" / "02-idempotency"
 
@@ -280,3 +280,40 @@ def test_a_factory_from_a_notebook_cell_hashes_with_each_replicas_own_salt():
     world.run()
     assert [s["h"] == s["again"] for s in seen] == [True, True]
     assert seen[0]["h"] != seen[1]["h"]
+
+
+def test_a_failing_grade_never_shows_a_hidden_seed():
+    """A counterexample found on the hidden bank is shown under a public seed that breaks the same invariant with
+    the same faults and workload (its replay line works for the learner), or else without any seed; undecided runs
+    are counted and summarised without theirs."""
+    from autograder.labs import must_pass, rehome
+    from sandbox.checkers import Outcome, Verdict
+
+    hidden = 0
+    found = explore(order_system.scenario, [no_double_charge()], seeds=[hidden], schedules=order_system.nemesis,
+                    shrink=False)
+    assert isinstance(found, Counterexample) and found.seed == hidden
+    public = [seed for seed in range(1, 40) if rehome(found, [seed]) is not None][:1]
+    assert public, "some public seed breaks no_double_charge under the same faults"
+    with pytest.raises(AssertionError) as info:
+        must_pass(found, public=[*range(1, public[0]), public[0]])
+    text = str(info.value)
+    assert f"seed {public[0]}" in text and f".replay({public[0]}," in text and f"seed {hidden}\n" not in text
+    shown = rehome(found, public)
+    assert shown.replay().fingerprint == shown.fingerprint
+
+    with pytest.raises(AssertionError) as info:
+        must_pass(found, public=[])
+    text = str(info.value)
+    assert "its seed stays hidden" in text and "Broken: no_double_charge" in text and "Faults (" in text
+    assert "Replay:" not in text and f"seed {hidden}" not in text and "Fingerprint" not in text
+
+    undecided = Passed(order_system.scenario, 12, (1_234_567, 7_654_321), (
+        (1_234_567, Verdict.unknown("no_double_charge()", "no charge was made")),
+        (7_654_321, Verdict.unknown("no_double_charge()", "no charge was made"))), 1.0)
+    assert undecided.undecided[0][1].outcome is Outcome.UNKNOWN
+    with pytest.raises(AssertionError) as info:
+        must_pass(undecided, public=[1])
+    text = str(info.value)
+    assert "2 of 12 runs of the hidden bank were undecided" in text and "no charge was made" in text
+    assert "1234567" not in text and "7654321" not in text and "1_234_567" not in text

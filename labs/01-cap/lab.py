@@ -1082,7 +1082,7 @@ def check(
                       secret=secret, shrink=shrink, workers=workers, only=only)
 
 
-_grade = grader(check)
+_grade = grader(check, lab=LAB)
 
 
 def grade(create_app: AppFactory, *parts: str | Iterable[str], secret: str | None = None) -> None:

@@ -551,4 +551,4 @@ def production(create_app: AppFactory) -> Result:
 
 
 #: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
-grade = grader(check)
+grade = grader(check, lab=LAB)

@@ -699,4 +699,4 @@ def check(
 
 
 #: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
-grade = grader(check)
+grade = grader(check, lab=LAB)

@@ -85,6 +85,7 @@ from pydantic import BaseModel, Field
 
 import sandbox
 from autograder.labs import (
+    REHOME_SEEDS,
     TestClient,
     alternative_names,
     check_bank,
@@ -878,7 +879,8 @@ def grade_answer(
         # Passed: slowest_dependency named the slow dependency in every one of 10 hidden worlds
 
     Raises:
-        AssertionError: some answers were wrong (how many; for the first: the seed, the answer, the right one).
+        AssertionError: some answers were wrong (how many; for the first: the answer and the right one; never
+            a hidden seed: a world of the visible bank where it is wrong too, if there is one).
     """
     factory = service_factory(create_app)
     bank = answer_seeds(secret, seeds)
@@ -893,12 +895,27 @@ def grade_answer(
         if not answer_is_right(answer, seed):
             wrong.append((seed, answer if isinstance(answer, str) else repr(answer), culprit(seed)[0]))
     if wrong:
-        seed, said, right = wrong[0]
+        _seed, said, right = wrong[0]
+        head = (f"slowest_dependency was wrong on {len(wrong)} of {len(bank)} hidden worlds. The first: it "
+                f"answered {said!r}, but the slow orders there wait on the {right}.")
+        for seed in seed_bank(LAB, "visible", REHOME_SEEDS):  # show it on a world the learner may replay
+            world = build_world(seed, factory)
+            world.run(settle=SETTLE, limit=LIMIT)
+            try:
+                answer = slowest_dependency(world)
+            except Exception as exc:  # noqa: BLE001
+                answer = f"<raised {type(exc).__name__}: {exc}>"
+            if not answer_is_right(answer, seed):
+                raise AssertionError(
+                    f"{head} It is wrong on a world of the visible bank too: seed {seed}, where it answered "
+                    f"{answer!r} but the slow orders wait on the {culprit(seed)[0]}. Replay it: "
+                    f"world = lab.example_world(create_app, seed={seed}), then look at lab.slow_traces(world) "
+                    f"with sandbox.viz.trace_waterfall(world, trace_id)"
+                )
         raise AssertionError(
-            f"slowest_dependency was wrong on {len(wrong)} of {len(bank)} worlds. The first: seed {seed}, it "
-            f"answered {said!r}, but the slow orders there wait on the {right}. Replay it: "
-            f"world = lab.example_world(create_app, seed={seed}), then look at lab.slow_traces(world) with "
-            f"sandbox.viz.trace_waterfall(world, trace_id)"
+            f"{head} It answers right on the first {REHOME_SEEDS} worlds of the visible bank "
+            f"(lab.example_world(create_app, i)), so look at what differs: which orders are slow, and whether your "
+            f"code reads their traces or something that only happens to match there"
         )
     return f"Passed: slowest_dependency named the slow dependency in every one of {len(bank)} hidden worlds"
 
@@ -956,4 +973,4 @@ def check(
 
 
 #: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
-grade = grader(check)
+grade = grader(check, lab=LAB)

@@ -33,6 +33,8 @@ class Counterexample:
     original_workload: dict[str, int]
     seconds: float
     _world: World | None = field(default=None, repr=False)
+    #: The invariants the run was checked against (to check a replay elsewhere: ``autograder.labs.rehome``).
+    invariants: tuple[Any, ...] = field(default=(), repr=False)
 
     found = True
 

@@ -137,7 +137,7 @@ def explore(
     final = _first_failure(run.check(invariants)) or verdict
     return Counterexample(
         scenario, seed, schedule, workload, final, run.fingerprint, runs + 1,
-        original, dict(scenario.workload), time.perf_counter() - started, run.world,
+        original, dict(scenario.workload), time.perf_counter() - started, run.world, tuple(invariants),
     )
 
 
@@ -340,5 +340,5 @@ def _explore_hypothesis(
     return Counterexample(
         scenario, seed, schedule, workload, _first_failure(run.check(invariants)) or verdict,
         run.fingerprint, runs + extra + 1, failures[0][1], dict(scenario.workload), time.perf_counter() - started,
-        run.world,
+        run.world, tuple(invariants),
     )

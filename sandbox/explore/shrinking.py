@@ -30,7 +30,7 @@ def shrink(counterexample: Counterexample, invariants: Sequence[Invariant], *, r
     run = c.scenario.run(c.seed, schedule, **workload)
     return Counterexample(
         c.scenario, c.seed, schedule, workload, verdict, run.fingerprint, c.runs + used + 1,
-        c.original_schedule, c.original_workload, c.seconds, run.world,
+        c.original_schedule, c.original_workload, c.seconds, run.world, tuple(invariants),
     )
 
 
