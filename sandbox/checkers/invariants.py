@@ -69,6 +69,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..broker import BROKER_NODE
 from ..errors import InvalidParameterError
 from ._common import (
     DatabaseName,
@@ -387,7 +388,7 @@ class _ExactlyOnce(InvariantBase):
                 return Verdict.unknown(self.name, f"nothing was written to {self.db}/{self.table}: no effect to count")
             wrong = {i: ws for i, ws in effects.items() if len(ws) > 1}
             return self._verdict(wrong, {}, {}, len(effects), world)
-        topics = world._broker.topics() if world._broker is not None else []
+        topics = world.broker.topics() if BROKER_NODE in world.nodes else []  # asking creates no broker
         if self.topic not in topics:
             return Verdict.unknown(self.name, f"no message was sent to topic {self.topic!r} (topics: {topics})")
         sent: dict[Any, list[tuple[int, int]]] = {}

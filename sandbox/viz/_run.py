@@ -435,7 +435,13 @@ def node_order(world: World, names: Iterable[str] | None = None) -> list[NodeNam
         UnknownNameError: a name that is no node or service of the world.
     """
     if names is not None:
-        return world._expand(list(names))
+        out: list[NodeName] = []
+        for name in names:
+            service = world.services.get(name)
+            for node in service.instances if service is not None else [world.node(name)]:
+                if node.name not in out:
+                    out.append(node.name)
+        return out
     replicas = [i.name for s in world.services.values() for i in s.instances]
     rank = {name: n for n, name in enumerate(replicas)}
 
