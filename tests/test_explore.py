@@ -356,11 +356,14 @@ def test_worker_processes_never_outlive_the_exploration_that_started_them(how, t
         def answered(world):
             return Verdict.passing("answered", "every call answered")
 
+        import faulthandler, signal
+        faulthandler.register(signal.SIGUSR1)  # the test asks for the stacks if this process hangs
         print("started", flush=True)
         explore(Scenario("spins", build, {"clients": 1}), [answered], seeds=range(8), workers=2)
     '''))
+    errors = tmp_path / "stderr.txt"
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+                              stderr=errors.open("w"), start_new_session=True)
     try:
         assert parent.stdout.readline().strip() == "started"
         children: list[int] = []
@@ -374,7 +377,12 @@ def test_worker_processes_never_outlive_the_exploration_that_started_them(how, t
         assert len(children) >= 2, children
         time.sleep(0.5)  # the workers are in their endless seeds
         os.kill(parent.pid, signal.SIGKILL if how == "SIGKILL" else signal.SIGINT)
-        parent.wait(timeout=30)
+        try:
+            parent.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.kill(parent.pid, signal.SIGUSR1)
+            time.sleep(1)
+            pytest.fail(f"the exploration did not end after {how}; its threads:\n{errors.read_text()[-6000:]}")
         deadline = time.monotonic() + 10
         alive = children
         while alive and time.monotonic() < deadline:

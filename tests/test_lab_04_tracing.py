@@ -39,7 +39,7 @@ CAUGHT_BY = {
     "status_without_exception": "failures_marked",
     "timeouts_unmarked": "failures_marked",
 }
-#: Grading secrets the reference and the alternatives are swept under (the lead's benchmark sweeps 50).
+#: Grading secrets the reference and the alternatives are swept under (benchmarks/sweep_labs.py sweeps 50).
 SECRETS = ("lab-04-test-secret", "s5", "s7")
 
 

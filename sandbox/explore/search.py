@@ -205,6 +205,7 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("fork")
+        before = {child.pid for child in multiprocessing.active_children()}
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),))
         finished = False
         try:
@@ -218,7 +219,7 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
             finished = True
         finally:  # the first failure, or an error: the seeds after it are not run
             if not finished:  # Ctrl-C or an error: a worker busy in a seed that never ends must not outlive it
-                _kill_workers(pool)
+                _kill_workers(pool, before)
             pool.shutdown(wait=finished, cancel_futures=True)
     summary = _Summary.of(outcomes)
     if first is None:
@@ -271,11 +272,18 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _kill_workers(pool: Any) -> None:
-    """Stop a pool's workers at once (ProcessPoolExecutor only gains ``kill_workers`` in Python 3.14)."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+def _kill_workers(pool: Any, before: set[int | None]) -> None:
+    """Stop a pool's workers at once (ProcessPoolExecutor only gains ``kill_workers`` in Python 3.14): those it
+    lists, and any child started since it was made (one Ctrl-C caught while starting, before it was listed)."""
+    import multiprocessing
+
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    workers += [c for c in multiprocessing.active_children() if c.pid not in before and c not in workers]
+    for process in workers:
         with contextlib.suppress(Exception):
             process.kill()
+    for process in workers:
+        with contextlib.suppress(Exception):
             process.join(timeout=5)
 
 
