@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import simpy
@@ -539,7 +540,8 @@ def short(func: Func) -> str:
     if path == "~":
         return name
     path = path.replace(os.sep, "/")
-    for marker in ("/site-packages/", "/work/main/", "/lib/python3"):
+    checkout = str(Path(__file__).resolve().parent.parent).replace(os.sep, "/") + "/"
+    for marker in ("/site-packages/", checkout, "/lib/python3"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break

@@ -254,11 +254,11 @@ def course_command(
 
     Example::
 
-        course_command(Path("/work/chaos-dojo"), no_browser=True, port=8899)
+        course_command(Path("chaos-dojo"), no_browser=True, port=8899)
         # [sys.executable, '-m', 'jupyterlab', 'course/00-start-here.ipynb',
-        #  '--ServerApp.root_dir=/work/chaos-dojo',
+        #  '--ServerApp.root_dir=chaos-dojo',
         #  '--LabApp.default_url=/lab/tree/course/00-start-here.ipynb',
-        #  '--LabApp.app_settings_dir=/work/chaos-dojo/binder/jupyterlab',
+        #  '--LabApp.app_settings_dir=chaos-dojo/binder/jupyterlab',
         #  '--ServerApp.log_level=WARN', '--LabApp.log_level=WARN', '--no-browser', '--port=8899']
     """
     notebook = START_NOTEBOOK.as_posix()
