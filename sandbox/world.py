@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import simpy
@@ -27,8 +28,8 @@ from simpy.events import AllOf
 
 from ._checks import seconds
 from ._runtime import driving
-from ._wallclock import DEFAULT_WALL_LIMIT, OverBudget, enforce_wall_limit
 from ._streams import Streams, check_seed
+from ._wallclock import DEFAULT_WALL_LIMIT, OverBudget, enforce_wall_limit
 from .broker import BROKER_NODE
 from .clients import ClientNode, WorkloadFn
 from .errors import (
@@ -443,29 +444,29 @@ class World:
                     f"until={until!r} is not later than now (t={self.now:g}): virtual time only moves forward; "
                     f"pass a later until, or build a new World(seed={self.seed})"
                 )
-            self._running = True
-            try:
-                with driving(), enforce_wall_limit(self, self.wall_limit):
-                    self.env.run(until=until)
-            except OverBudget as over:
-                self._overran(over)
-            finally:
-                self._running = False
+            with self._driven():
+                self.env.run(until=until)
             release_app_caches()
             return self
         seconds("limit", limit, positive=True)
         seconds("settle", settle)
+        with self._driven():
+            self._run_to_completion(limit, settle)
+        self._finished = True
+        release_app_caches()
+        return self
+
+    @contextmanager
+    def _driven(self) -> Iterator[None]:
+        """While the world's loop runs: the run's guards (``driving``), its wall-clock limit, and no additions."""
         self._running = True
         try:
             with driving(), enforce_wall_limit(self, self.wall_limit):
-                self._run_to_completion(limit, settle)
+                yield
         except OverBudget as over:
             self._overran(over)
         finally:
             self._running = False
-        self._finished = True
-        release_app_caches()
-        return self
 
     def _overran(self, over: OverBudget) -> None:
         """The wall-clock limit stopped the run: say so (the world's errors, ``overran``, ``stalled``), and end it."""

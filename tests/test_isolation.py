@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from autograder.isolation import MECHANISMS, Limits, Outcome, best_mechanism, run_isolated
+from autograder.isolation import (
+    MECHANISMS,
+    Limits,
+    Outcome,
+    best_mechanism,
+    run_isolated,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the isolated runner's limits are Linux's")
 

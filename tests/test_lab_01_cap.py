@@ -13,7 +13,15 @@ import sandbox
 from autograder import seed_bank
 from sandbox.checkers import Outcome
 from sandbox.explore import Counterexample, Passed, explore
-from sandbox.faults import DiskLoss, Duplicate, Kill, Partition, Reorder, Schedule, SplitHalves
+from sandbox.faults import (
+    DiskLoss,
+    Duplicate,
+    Kill,
+    Partition,
+    Reorder,
+    Schedule,
+    SplitHalves,
+)
 
 LAB_DIR = Path(__file__).resolve().parent.parent / "labs" / "01-cap"
 SOLUTIONS = ("solution_cp", "solution_ap")

@@ -701,10 +701,9 @@ def test_worlds_run_one_after_another_do_not_pile_up_as_garbage():
     (an exploration, a grader, a notebook checking again) keeps at most a few of them waiting for the collector,
     instead of every one (some 2 MB a run, until the machine ran out of memory)."""
     import gc
+    import weakref
 
     from sandbox._runtime import _Guard
-
-    import weakref
 
     gc.collect()
     worlds = []  # weak references only: worlds other tests in this process keep alive are not counted

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._vtime import call_at
-
 from ..errors import InvalidParameterError, SandboxError
 from ..network import LinkRule, LinkState
 from ..storage import IORule
@@ -27,11 +26,11 @@ from .specs import (
     ClockSkew,
     Clog,
     Delay,
+    DiskLoss,
     Duplicate,
     Failure,
     Fault,
     Isolate,
-    DiskLoss,
     Kill,
     LinkFault,
     LockTimeouts,
