@@ -61,13 +61,13 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
 
+from ._lookups import Lookups
 from .broker import BROKER_NODE, Message
 from .errors import (
     ConfigError,
     InvalidParameterError,
     SandboxError,
     UnknownNameError,
-    UnknownServiceError,
 )
 from .events import Assertion, Event
 from .history import OP_TYPES, History
@@ -603,7 +603,7 @@ class OpenSpans:
         self.open = {s.context.span_id: s for s in spans}
 
 
-class Evidence:
+class Evidence(Lookups):
     """A finished run read back from its snapshot: it answers the readers of a ``World`` as the world did.
 
     What it has: ``seed``, ``now``, ``stalled``, ``overran``, ``clients_done``, ``recorder`` (the
@@ -772,40 +772,6 @@ class Evidence:
     def fingerprint(self) -> str:
         """The run's fingerprint, as ``World.fingerprint()`` computed it: a hash of the log and the history."""
         return self.recorder.fingerprint(extra=[repr(op) for op in self.history])
-
-    def node(self, name: str) -> RecordedNode:
-        """The node called ``name``, or the only replica of the service ``name``."""
-        node = self.nodes.get(name)
-        if node is not None:
-            return node
-        service = self.services.get(name)
-        if service is not None:
-            if len(service.instances) == 1:
-                return service.instances[0]
-            names = [i.name for i in service.instances]
-            raise UnknownNameError(f"node {name!r} is a service with {len(names)} replicas; name one of them: {names}")
-        raise UnknownNameError(f"no node named {name!r} in this world; nodes: {sorted(self.nodes)}")
-
-    def service(self, name: str) -> RecordedService:
-        """The service called ``name``."""
-        service = self.services.get(name)
-        if service is None:
-            raise UnknownServiceError(
-                f"no service named {name!r} in this world; services: {sorted(self.services)}. "
-                f"Add it with world.add_service({name!r}, create_app)"
-            )
-        return service
-
-    def database(self, name: str) -> RecordedStore:
-        """The rows of the database ``name`` (``.rows(table)``, ``.read(table, key)``, ``.table_names()``)."""
-        db = self.databases.get(name)
-        if db is None:
-            raise UnknownNameError(
-                f"no database named {name!r} in this world; databases: {sorted(self.databases)}. "
-                f"Add it with world.add_database({name!r})"
-            )
-        assert db.store is not None
-        return db.store
 
     def disk(self, node: str) -> RecordedStore:
         """The local durable disk of a service replica (empty if it never wrote to one)."""

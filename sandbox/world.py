@@ -27,6 +27,7 @@ import simpy
 from simpy.events import AllOf
 
 from ._checks import seconds
+from ._lookups import Lookups
 from ._runtime import driving
 from ._streams import Streams, check_seed
 from ._wallclock import DEFAULT_WALL_LIMIT, OverBudget, enforce_wall_limit
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 MAX_REPLICAS = 100
 
 
-class World:
+class World(Lookups):
     """One deterministic run of a simulated datacenter (see the module docstring).
 
     Args:
@@ -265,50 +266,12 @@ class World:
 
     # --- looking things up -----------------------------------------------------------
 
-    def node(self, name: str) -> Node:
-        """The node called ``name``, or the only replica of the service ``name``."""
-        return self._node_named(name, role="node")
-
-    def service(self, name: str) -> Service:
-        """The service called ``name``."""
-        service = self.services.get(name)
-        if service is None:
-            raise UnknownServiceError(
-                f"no service named {name!r} in this world; services: {sorted(self.services)}. "
-                f"Add it with world.add_service({name!r}, create_app)"
-            )
-        return service
-
-    def database(self, name: str) -> Store:
-        """The storage of the database ``name``, to inspect (``.rows(table)``, ``.read(table, key)``)."""
-        db = self.databases.get(name)
-        if db is None:
-            raise UnknownNameError(
-                f"no database named {name!r} in this world; databases: {sorted(self.databases)}. "
-                f"Add it with world.add_database({name!r})"
-            )
-        return db.store
-
     def disk(self, node: str) -> Store:
         """The local durable disk of a service replica, to inspect."""
         instance = self.node(node)
         if not isinstance(instance, Instance):
             raise UnknownNameError(f"{node!r} is a {instance.kind} node; only service replicas have a local disk")
         return instance_disk(instance)
-
-    def _node_named(self, name: str, role: str) -> Node:
-        node = self.nodes.get(name)
-        if node is not None:
-            return node
-        service = self.services.get(name)
-        if service is not None:
-            if len(service.instances) == 1:
-                return service.instances[0]
-            names = [i.name for i in service.instances]
-            raise UnknownNameError(
-                f"{role} {name!r} is a service with {len(names)} replicas; name one of them: {names}"
-            )
-        raise UnknownNameError(f"no {role} named {name!r} in this world; nodes: {sorted(self.nodes)}")
 
     def _expand(self, names: Iterable[str]) -> list[str]:
         if isinstance(names, str):
