@@ -83,6 +83,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "snapshot",
+    "schedule_data",
+    "schedule_from_data",
     "Evidence",
     "RecordedNode",
     "RecordedService",
@@ -370,14 +372,44 @@ def _broker_data(broker: Any) -> dict[str, Any]:
     }
 
 
-def _chaos_data(chaos: Any) -> dict[str, Any]:
+def schedule_data(schedule: Schedule) -> dict[str, Any]:
+    """A fault schedule as plain JSON data (``schedule_from_data`` reads it back): each fault by its kind and the
+    fields of its constructor, and the schedule's ``heal_at``."""
     return {
         "faults": [
             {"kind": fault.action, "fields": [[f.name, _encode(getattr(fault, f.name), f"fault {fault!r}")]
                                               for f in dataclasses.fields(fault) if f.init]}
-            for fault in chaos.schedule
+            for fault in schedule
         ],
-        "heal_at": chaos.schedule.heal_at,
+        "heal_at": schedule.heal_at,
+    }
+
+
+def schedule_from_data(data: Any, where: str = "schedule") -> Schedule:
+    """The schedule ``schedule_data`` wrote, each fault built again through its own constructor (which checks it).
+
+    Raises:
+        InvalidParameterError: data that is not such a schedule, naming where and showing it.
+    """
+    from .faults import KINDS, Schedule
+
+    obj = _Obj(data, where, ("faults", "heal_at"))
+    faults = []
+    for f in _items(obj, "faults", ("kind", "fields")):
+        kind = f.str("kind", choices=sorted(KINDS))
+        try:
+            faults.append(KINDS[kind](**_read_pairs(f, "fields")))
+        except (SandboxError, TypeError, ValueError, ArithmeticError) as exc:
+            raise _bad(f.where, f.data, f"not a fault: {exc}") from None
+    try:
+        return Schedule(faults, obj.num("heal_at", optional=True))
+    except SandboxError as exc:
+        raise _bad(where, data, f"not a schedule: {exc}") from None
+
+
+def _chaos_data(chaos: Any) -> dict[str, Any]:
+    return {
+        **schedule_data(chaos.schedule),
         "healed": chaos.healed,
         "windows": [
             {"index": w.index, "label": w.label, "family": w.family, "start": w.start, "end": w.end,
@@ -877,21 +909,10 @@ def _read_broker(data: Any, where: str) -> RecordedBroker | None:
 def _read_chaos(evidence: Evidence, data: Any, where: str) -> RecordedChaos | None:
     if data is None:
         return None
-    from .faults import KINDS, Schedule
     from .faults.injector import FaultWindow
 
     chaos = _Obj(data, where, ("faults", "heal_at", "healed", "windows"))
-    faults = []
-    for f in _items(chaos, "faults", ("kind", "fields")):
-        kind = f.str("kind", choices=sorted(KINDS))
-        try:
-            faults.append(KINDS[kind](**_read_pairs(f, "fields")))
-        except (SandboxError, TypeError, ValueError, ArithmeticError) as exc:
-            raise _bad(f.where, f.data, f"not a fault: {exc}") from None
-    try:
-        schedule = Schedule(faults, chaos.num("heal_at", optional=True))
-    except SandboxError as exc:
-        raise _bad(where, data, f"not a schedule: {exc}") from None
+    schedule = schedule_from_data({"faults": chaos.raw("faults"), "heal_at": chaos.raw("heal_at")}, where)
     windows = []
     for w in _items(chaos, "windows", ("index", "label", "family", "start", "end", "nodes", "peers", "fired")):
         index = w.int("index")

@@ -744,3 +744,23 @@ def test_the_module_lists_its_public_names_honestly():
     assert len(names) == len(set(names)) and all(hasattr(module, n) for n in names)
     assert set(public) <= set(names)
     assert [n for n in names if callable(getattr(module, n)) and not (getattr(module, n).__doc__ or "").strip()] == []
+
+
+def test_a_schedule_goes_to_data_and_back_as_itself():
+    """What a grader hands the process that runs learner code: each lab's adversarial schedules and nemesis draws,
+    as plain JSON data and back, equal to themselves; a bad fault in the data is refused, showing it."""
+    import json
+
+    from sandbox.evidence import schedule_data, schedule_from_data
+    from sandbox.faults import Loss, Schedule, nemesis
+
+    schedules = [Schedule(), Schedule([Loss("api", start=1.0, duration=2.0)]),
+                 nemesis(7, targets=["api", "db"], kinds=("loss", "kill", "disk-loss"))]
+    for schedule in schedules:
+        again = schedule_from_data(json.loads(json.dumps(schedule_data(schedule))))
+        assert again == schedule and repr(again) == repr(schedule)
+    data = schedule_data(schedules[1])
+    data["faults"][0]["fields"][1][1] = -5.0
+    with pytest.raises(sandbox.InvalidParameterError) as info:
+        schedule_from_data(data)
+    assert "schedule['faults'][0]" in str(info.value) and "not a fault" in str(info.value)
