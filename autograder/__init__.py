@@ -11,8 +11,14 @@ See DESIGN.md, "Grading". What it holds now:
 * ``autograder.nbgrader``: the labs as an nbgrader course (``nbgrader_config.py``), whose
   release keeps the generated code the learner fixes.
 
-The isolated, parallel grader (each submission in its own process, time and memory
-limits, no network) is still to come.
+* ``autograder.isolation``: running learner code in a process of its own, with a
+  wall-clock and a memory limit, no network, no view of the grader's files, nothing left
+  running after it (bubblewrap where installed);
+* ``autograder.runner`` and ``autograder.grading``: a submission's runs in such a process,
+  their evidence (``sandbox.evidence``) read back by the grader, whose checkers judge it.
+
+The parallel grader on top of them (``dojo grade``, and nbgrader's autograde through it)
+is still to come.
 """
 
 from __future__ import annotations

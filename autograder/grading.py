@@ -1,0 +1,138 @@
+"""The grader's side of isolated grading: run a submission's runs in a locked-down process, read back the evidence.
+
+``run_submission(lab_dir, service_source, runs)`` writes the learner's service and a job
+into a fresh folder, runs ``autograder.runner`` there under ``autograder.isolation``
+(bubblewrap where installed: no network, no view of the grader's files beyond the
+``sandbox`` and ``autograder`` packages and the lab's ``lab.py``; a wall-clock and a
+memory limit; nothing left running), and reads each run's evidence back with
+``sandbox.evidence.Evidence.from_json``, which does not trust it. The checkers then run
+here, in the grader, on that evidence (``sandbox.checkers.check(evidence, invariants)``):
+learner code never sees them, the hidden bank's secret, the reference solutions or other
+submissions. The learner's process only ever learns the seeds and schedules of the runs it
+is given.
+
+Example::
+
+    batch = run_submission(Path("labs/02-idempotency"), service_cell_source,
+                           [(seed, lab.schedules(seed), {}) for seed in seeds])
+    for result in batch.results:
+        verdicts = check(result.evidence, lab.invariants()) if result.evidence else None
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox.errors import InvalidParameterError
+from sandbox.evidence import Evidence, schedule_data
+from sandbox.faults import Schedule
+
+from .isolation import Limits, Outcome, run_isolated
+from .runner import JOB_FORMAT
+
+#: What a submission's whole batch of runs may take, unless the caller says otherwise.
+DEFAULT_LIMITS = Limits(wall=600.0, memory=3 * 1024**3)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run of a batch: its evidence, or why there is none (one line, for the learner)."""
+
+    seed: int
+    schedule: Schedule
+    evidence: Evidence | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Every run of one submission, what it declared (``report``), and how its process ended."""
+
+    results: list[RunResult]
+    declared: dict[str, Any]
+    outcome: Outcome
+    notes: list[str] = field(default_factory=list)
+
+
+def _package_dir(name: str) -> Path:
+    module = sys.modules.get(name) or __import__(name)
+    return Path(module.__file__).resolve().parent  # type: ignore[arg-type]
+
+
+def run_submission(
+    lab_dir: Path,
+    service_source: str,
+    runs: Sequence[tuple[int, Schedule, Mapping[str, int]]],
+    *,
+    report: Sequence[str] = (),
+    limits: Limits = DEFAULT_LIMITS,
+    mechanism: str | None = None,
+) -> Batch:
+    """Run ``service_source`` (the learner's service cell: a module defining ``create_app``) in the lab's scenario
+    for each ``(seed, schedule, workload)`` of ``runs``, isolated, and read back each run's evidence.
+
+    A run that could not be built or raised, and every run left when the process died, ran out of time or of
+    memory, has no evidence and an ``error`` saying why. ``report`` names module-level values of the service
+    to report in ``declared`` (plain values only).
+
+    Raises:
+        InvalidParameterError: ``lab_dir`` has no ``lab.py``, or ``service_source`` is not text.
+    """
+    lab_file = Path(lab_dir).resolve() / "lab.py"
+    if not lab_file.is_file():
+        raise InvalidParameterError(f"lab_dir={str(lab_dir)!r} has no lab.py: give a lab's folder, e.g. labs/02-idempotency")
+    if not isinstance(service_source, str):
+        raise InvalidParameterError(f"service_source={service_source!r}: give the service cell's source as text")
+    runs = list(runs)
+    with tempfile.TemporaryDirectory(prefix="chaos-dojo-submission-") as tmp:
+        folder = Path(tmp)
+        (folder / "service.py").write_text(service_source)
+        job = {
+            "format": JOB_FORMAT,
+            "lab": str(lab_file),
+            "service": "service.py",
+            "report": list(report),
+            "runs": [{"seed": seed, "schedule": schedule_data(schedule), "workload": dict(workload)}
+                     for seed, schedule, workload in runs],
+        }
+        (folder / "job.json").write_text(json.dumps(job))
+        outcome = run_isolated(
+            [sys.executable, "-P", "-m", "autograder.runner", "job.json"],
+            folder=folder,
+            readable=[_package_dir("sandbox"), _package_dir("autograder"), lab_file],
+            limits=limits,
+            mechanism=mechanism,
+        )
+        results = [_read(folder, i, seed, schedule, outcome) for i, (seed, schedule, _w) in enumerate(runs)]
+        declared = _declared(folder, report)
+    return Batch(results, declared, outcome)
+
+
+def _read(folder: Path, i: int, seed: int, schedule: Schedule, outcome: Outcome) -> RunResult:
+    evidence_file = folder / "evidence" / f"{i}.json"
+    error_file = folder / "evidence" / f"{i}.error"
+    if evidence_file.is_file():
+        try:
+            return RunResult(seed, schedule, Evidence.from_json(evidence_file.read_text()))
+        except (InvalidParameterError, ValueError, UnicodeDecodeError) as exc:
+            return RunResult(seed, schedule, error=f"the run's evidence could not be read: {str(exc)[:500]}")
+    if error_file.is_file():
+        return RunResult(seed, schedule, error=error_file.read_text(errors="replace")[:2000])
+    return RunResult(seed, schedule, error=f"no evidence: the process that ran the service {outcome.why()}")
+
+
+def _declared(folder: Path, report: Sequence[str]) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "declared.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    plain = (str, int, float, bool, type(None))
+    return {name: data[name] for name in report if name in data and isinstance(data[name], plain)}

@@ -1,0 +1,98 @@
+"""The learner's side of isolated grading: run a submitted service in a lab's worlds and write down the evidence.
+
+Run by ``autograder.grading.run_submission`` inside ``autograder.isolation.run_isolated``
+(no network, no grader files, limits), never in the grader's own process::
+
+    python -m autograder.runner job.json
+
+``job.json`` (written by the grader into the submission's folder) names the lab's
+``lab.py``, the service module (``service.py`` beside it: the learner's service cell), the
+runs (each a seed, a fault schedule as ``sandbox.evidence.schedule_data`` and workload
+sizes), and the module-level names whose values the grader wants reported (lab 01's
+``CAP_CHOICE`` and ``PRIMARY``). For run ``i`` the runner writes ``evidence/i.json``
+(``sandbox.evidence.snapshot`` of the finished world) or, if the run could not even be
+built or raised, ``evidence/i.error`` with one line saying why; and ``declared.json``
+with the reported names. What the learner's code prints goes to this process's output,
+which the grader holds back. Nothing here judges anything: the checkers run in the grader,
+on the evidence.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+#: The format of a job file.
+JOB_FORMAT = "chaos-dojo/job/1"
+#: Values a reported name may hold (anything else is reported as its type's name).
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _one_line(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)
+    last = next((f for f in reversed(where) if f.filename.endswith("service.py")), where[-1] if where else None)
+    at = f" (service.py line {last.lineno})" if last is not None and last.filename.endswith("service.py") else ""
+    return f"{type(exc).__name__}: {exc}{at}".replace("\n", " ")[:2000]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m autograder.runner job.json", file=sys.stderr)
+        return 2
+    job_path = Path(argv[0]).resolve()
+    job = json.loads(job_path.read_text())
+    if job.get("format") != JOB_FORMAT:
+        print(f"job format {job.get('format')!r}: expected {JOB_FORMAT!r}", file=sys.stderr)
+        return 2
+    folder = job_path.parent
+    out = folder / "evidence"
+    out.mkdir(exist_ok=True)
+    lab = _load(Path(job["lab"]), "lab")
+
+    from sandbox.evidence import schedule_from_data, snapshot
+
+    try:
+        service = _load(folder / job["service"], "chaos_dojo_submission")
+        create_app = service.create_app
+    except BaseException as exc:  # noqa: BLE001 - whatever the service does at import is its own failure
+        error = f"the service cell did not define create_app: {_one_line(exc)}"
+        for i, _run in enumerate(job["runs"]):
+            (out / f"{i}.error").write_text(error)
+        (folder / "declared.json").write_text("{}")
+        return 0
+    declared = {}
+    for name in job.get("report", []):
+        if hasattr(service, name):  # a name the service does not define is left out, not reported as None
+            value = getattr(service, name)
+            declared[name] = value if isinstance(value, _PLAIN) else f"<{type(value).__name__}>"
+    (folder / "declared.json").write_text(json.dumps(declared))
+    scenario = lab.scenario(create_app, **job.get("scenario", {}))
+    for i, run in enumerate(job["runs"]):
+        try:
+            world = scenario.run(run["seed"], schedule_from_data(run["schedule"]), **run.get("workload", {})).world
+            data = json.dumps(snapshot(world))
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            (out / f"{i}.error").write_text(f"the run raised {_one_line(exc)}")
+            continue
+        (out / f"{i}.json").write_text(data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

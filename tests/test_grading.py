@@ -1,0 +1,124 @@
+"""Tests of isolated grading's plumbing (autograder.grading, autograder.runner): a submission's runs in a locked-down
+process give the evidence on which the grader's checkers judge exactly as on the runs made in its own process."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder import seed_bank
+from autograder.grading import run_submission
+from autograder.isolation import Limits, best_mechanism
+from autograder.labs import load_module
+from sandbox.checkers import check
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="isolated grading runs on Linux")
+
+LAB_DIR = Path(__file__).resolve().parent.parent / "labs" / "02-idempotency"
+lab = load_module(LAB_DIR, "lab", "chaos_dojo_labs.grading_test")
+
+
+def runs(n: int = 2) -> list:
+    return [(seed, lab.schedules(seed), {}) for seed in seed_bank(lab.LAB, "visible", n)]
+
+
+def verdicts(world) -> list[tuple]:
+    return [(v.invariant, v.outcome, v.summary, v.evidence) for v in check(world, lab.invariants())]
+
+
+@pytest.mark.parametrize("name", ["solution", "generated"])
+def test_the_evidence_of_an_isolated_run_is_judged_as_the_run_itself(name):
+    """The reference and the generated code, run isolated on two seeds under the nemesis: every invariant's verdict
+    on the evidence equals its verdict on the same run made here (the generated code's failures included)."""
+    source = (LAB_DIR / f"{name}.py").read_text()
+    batch = run_submission(LAB_DIR, source, runs())
+    assert batch.outcome.ok, batch.outcome.stderr[-2000:]
+    module = load_module(LAB_DIR, name, f"chaos_dojo_labs.grading_test_{name}")
+    for result in batch.results:
+        assert result.error is None and result.evidence is not None
+        here = lab.scenario(module.create_app).run(result.seed, result.schedule).world
+        assert verdicts(result.evidence) == verdicts(here)
+        assert result.evidence.fingerprint() == here.fingerprint()
+
+
+def test_a_service_that_fails_at_import_gives_every_run_an_error_and_no_evidence():
+    batch = run_submission(LAB_DIR, "import nonexistent_module_xyz\n", runs())
+    assert [r.evidence for r in batch.results] == [None, None]
+    assert all("ModuleNotFoundError" in r.error and "service.py line 1" in r.error for r in batch.results)
+
+
+@pytest.mark.skipif(best_mechanism() != "bubblewrap" and not os.environ.get("CHAOS_DOJO_REQUIRE_BWRAP"),
+                    reason="hiding the grader's files needs bubblewrap (apt install bubblewrap)")
+def test_the_service_cannot_read_the_reference_solution_nor_the_secret(monkeypatch):
+    """The learner's process sees the lab's lab.py but not its solution, nor the grader's environment."""
+    monkeypatch.setenv("CHAOS_DOJO_GRADING_SECRET", "hunter2")
+    source = (LAB_DIR / "generated.py").read_text() + textwrap.dedent(f'''
+        import os
+        try:
+            SOLUTION = open({str(LAB_DIR / "solution.py")!r}).read()[:20]
+        except OSError as exc:
+            SOLUTION = type(exc).__name__
+        SECRET = os.environ.get("CHAOS_DOJO_GRADING_SECRET")
+        LAB_VISIBLE = os.path.exists({str(LAB_DIR / "lab.py")!r})
+    ''')
+    batch = run_submission(LAB_DIR, source, runs(1), report=("SOLUTION", "SECRET", "LAB_VISIBLE", "nothing"))
+    assert batch.declared == {"SOLUTION": "FileNotFoundError", "SECRET": None, "LAB_VISIBLE": True}
+
+
+def test_a_process_that_runs_out_of_time_leaves_the_runs_it_did_not_finish_without_evidence():
+    """A service whose import never ends: the whole batch is stopped at its wall-clock limit, and every run says
+    so in one line."""
+    started = time.monotonic()
+    batch = run_submission(LAB_DIR, "while True:\n    pass\n", runs(), limits=Limits(wall=3.0))
+    assert time.monotonic() - started < 20
+    assert batch.outcome.timed_out
+    assert all(r.evidence is None and "wall-clock limit" in r.error for r in batch.results)
+
+
+def test_what_the_service_prints_stays_in_the_process_output():
+    source = "print('hello from the service')\n" + (LAB_DIR / "solution.py").read_text()
+    batch = run_submission(LAB_DIR, source, runs(1))
+    assert "hello from the service" in batch.outcome.stdout and batch.results[0].evidence is not None
+
+
+def test_a_folder_without_lab_py_is_refused(tmp_path):
+    from sandbox.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError) as info:
+        run_submission(tmp_path, "", [])
+    assert str(tmp_path) in str(info.value)
+
+
+@pytest.mark.parametrize(("lab_name", "name"), [("01-cap", "solution_cp"), ("03-sagas", "solution"),
+                                                ("04-tracing", "solution")])
+def test_every_lab_runs_isolated_and_is_judged_alike(lab_name, name):
+    """Each other lab's reference, one seed under its nemesis, isolated: the same verdicts as here. Lab 01 reports
+    the CAP choice (CAP_CHOICE) and the primary the service declares, which its invariants take."""
+    folder = LAB_DIR.parent / lab_name
+    other = load_module(folder, "lab", f"chaos_dojo_labs.grading_{lab_name.replace('-', '_')}")
+    module = load_module(folder, name, f"chaos_dojo_labs.grading_{lab_name.replace('-', '_')}_{name}")
+    seed = seed_bank(other.LAB, "visible", 1)[0]
+    if lab_name == "01-cap":
+        choice = other.cap_choice(module.create_app)
+        schedule, report = other.schedules(seed, choice), ("CAP_CHOICE", "PRIMARY")
+    else:
+        schedule, report = other.schedules(seed), ()
+    batch = run_submission(folder, (folder / f"{name}.py").read_text(), [(seed, schedule, {})], report=report)
+    [result] = batch.results
+    assert result.evidence is not None, (result.error, batch.outcome.stderr[-2000:])
+    if lab_name == "01-cap":
+        assert batch.declared == {"CAP_CHOICE": choice, "PRIMARY": other.primary(module.create_app)}
+        invariants = other.invariants(choice, primary=batch.declared["PRIMARY"])
+    else:
+        invariants = other.invariants()
+    here = other.scenario(module.create_app).run(seed, schedule).world
+
+    def judged(world):
+        return [(v.invariant, v.outcome, v.summary) for v in check(world, invariants)]
+
+    assert judged(result.evidence) == judged(here)
