@@ -317,3 +317,28 @@ def test_a_failing_grade_never_shows_a_hidden_seed():
     text = str(info.value)
     assert "2 of 12 runs of the hidden bank were undecided" in text and "no charge was made" in text
     assert "1234567" not in text and "7654321" not in text and "1_234_567" not in text
+
+
+@pytest.mark.parametrize("lab_name", ["01-cap", "02-idempotency", "03-sagas", "04-tracing"])
+def test_each_labs_parts_are_its_notebooks_grade_cells(lab_name):
+    """lab.PARTS (what a grader that does not run the notebook grades) names every grade cell of the lab's notebook,
+    with the points nbgrader gives it, and what each cell checks: the names its lab.grade call passes (lab 01: the
+    part of the promise; lab 04's last part: the graded answer)."""
+    import ast
+    import json
+
+    folder = Path(__file__).resolve().parent.parent / "labs" / lab_name
+    lab = load_module(folder, "lab", f"chaos_dojo_labs.parts_{lab_name.replace('-', '_')}")
+    cells = [c for c in json.loads((folder / "lab.ipynb").read_text())["cells"]
+             if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    assert [c["metadata"]["nbgrader"]["grade_id"] for c in cells] == list(lab.PARTS)
+    for cell in cells:
+        call = ast.parse("".join(cell["source"])).body[-1].value
+        part = lab.PARTS[cell["metadata"]["nbgrader"]["grade_id"]]
+        if call.func.attr == "grade_answer":
+            assert part == ("slowest_dependency",) and call.args[0].id == "slowest_dependency"
+        elif lab_name == "01-cap":
+            assert ast.literal_eval(call.args[1].args[1]) == part
+        else:
+            assert tuple(ast.literal_eval(a) for a in call.args[1:]) == part
+        assert cell["metadata"]["nbgrader"]["points"] > 0

@@ -1084,6 +1084,12 @@ def check(
 
 _grade = grader(check, lab=LAB)
 
+#: The graded parts, by the grade cell's nbgrader id: what each checks (a part of the declared choice's promise, see
+#: ``PROMISES``). A grader that does not run the learner's notebook (``dojo grade``) reads the parts from here; a test
+#: holds the notebook's grade cells to it.
+PARTS: dict[str, str] = {"cap-during-partition": "during", "cap-after-heal": "after"}
+
+
 
 def grade(create_app: AppFactory, *parts: str | Iterable[str], secret: str | None = None) -> None:
     """What a grade cell runs: ``grade(create_app, promise(create_app, "during"))`` checks the hidden

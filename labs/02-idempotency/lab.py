@@ -552,3 +552,12 @@ def production(create_app: AppFactory) -> Result:
 
 #: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
 grade = grader(check, lab=LAB)
+
+#: The graded parts, by the grade cell's nbgrader id: the invariants each checks. A grader that does not run the
+#: learner's notebook (``dojo grade``) reads the parts from here; a test holds the notebook's grade cells to it.
+PARTS: dict[str, tuple[str, ...]] = {
+    "no-double-charge": ("no_double_charge",),
+    "consumer-exactly-once": ("exactly_once",),
+    "idempotency-key-semantics": ("idempotency_semantics",),
+}
+

@@ -700,3 +700,12 @@ def check(
 
 #: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
 grade = grader(check, lab=LAB)
+
+#: The graded parts, by the grade cell's nbgrader id: the invariants each checks. A grader that does not run the
+#: learner's notebook (``dojo grade``) reads the parts from here; a test holds the notebook's grade cells to it.
+PARTS: dict[str, tuple[str, ...]] = {
+    "saga-completed-or-compensated": ("saga_completed_or_compensated",),
+    "money-conserved-and-truthful": ("money_conserved", "customers_told_the_truth"),
+    "stock-conserved-and-orders-settled": ("stock_conserved", "orders_settled"),
+}
+

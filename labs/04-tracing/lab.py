@@ -974,3 +974,14 @@ def check(
 
 #: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank (see ``autograder.labs.grader``).
 grade = grader(check, lab=LAB)
+
+#: The graded parts, by the grade cell's nbgrader id: the invariants each checks (the last one is the graded answer,
+#: ``grade_answer``, not an invariant). A grader that does not run the learner's notebook (``dojo grade``) reads the
+#: parts from here; a test holds the notebook's grade cells to it.
+PARTS: dict[str, tuple[str, ...]] = {
+    "connected-traces": ("connected_traces", "one_trace_per_order"),
+    "attributes-and-ended-spans": ("required_attributes", "every_span_ended"),
+    "failures-marked": ("failures_marked",),
+    "slow-dependency": ("slowest_dependency",),
+}
+
