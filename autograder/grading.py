@@ -136,3 +136,82 @@ def _declared(folder: Path, report: Sequence[str]) -> dict[str, Any]:
         return {}
     plain = (str, int, float, bool, type(None))
     return {name: data[name] for name in report if name in data and isinstance(data[name], plain)}
+
+
+# --- judging a submission's hidden runs, in the grader ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """One graded part judged on a batch: passed (every run PASS), or the first run that broke one of its
+    invariants (``failed``: the run and the verdict), or runs that no verdict could decide (``undecided``), or
+    no verdict at all (``error``: the service declared nothing valid, or no run left evidence)."""
+
+    part: str
+    names: tuple[str, ...]
+    runs: int
+    failed: tuple[RunResult, Any] | None = None
+    undecided: tuple[tuple[RunResult, Any], ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None and not self.undecided and self.error is None
+
+
+def hidden_runs(lab: Any, *, secret: str | None, choice: str | None = None) -> list[tuple[int, Schedule, dict]]:
+    """The runs a lab's graded parts are judged on, as ``lab.check(create_app, "hidden")`` makes them: the hidden
+    bank (drawn from ``secret``), each seed under the lab's nemesis, then each adversarial schedule paired with the
+    bank's first seeds. Lab 01's depend on the declared ``choice``."""
+    from .seeds import seed_bank
+
+    seeds = seed_bank(lab.LAB, "hidden", lab.HIDDEN, secret=secret)
+    schedules = lab.schedules_for(choice) if choice is not None else lab.schedules
+    adversarial = lab.adversarial(choice) if choice is not None else lab.ADVERSARIAL
+    paired = (seeds * len(adversarial))[: len(adversarial)]
+    return [(seed, schedules(seed), {}) for seed in seeds] + [(s, sch, {}) for s, sch in zip(paired, adversarial)]
+
+
+def judge(part: str, names: Sequence[str], invariants: Sequence[Any], results: Sequence[RunResult]) -> PartResult:
+    """Judge one part on a batch's results with the grader's own ``invariants`` (those named ``names``): the first
+    run, in the batch's order, where one fails; a run without evidence counts as failed (it says why)."""
+    from sandbox.checkers import Outcome, check
+
+    from .labs import select
+
+    chosen = select(list(invariants), tuple(names))
+    undecided: list[tuple[RunResult, Any]] = []
+    for result in results:
+        if result.evidence is None:
+            return PartResult(part, tuple(names), len(results), error=result.error)
+        verdicts = check(result.evidence, chosen)
+        failed = next((v for v in verdicts if v.outcome is Outcome.FAIL), None)
+        if failed is not None:
+            return PartResult(part, tuple(names), len(results), failed=(result, failed))
+        undecided += [(result, v) for v in verdicts if v.outcome is Outcome.UNKNOWN]
+    return PartResult(part, tuple(names), len(results), undecided=tuple(undecided))
+
+
+def grade_service(lab_dir: Path, lab: Any, service_source: str, *, secret: str | None,
+                  limits: Limits = DEFAULT_LIMITS) -> tuple[list[PartResult], Batch]:
+    """Every invariant part of ``lab.PARTS`` (not lab 04's graded answer) judged on the submission's hidden runs,
+    made isolated in one batch. Lab 01's parts follow the ``CAP_CHOICE`` and ``PRIMARY`` the service declares."""
+    declared: dict[str, Any] = {}
+    choice = None
+    if hasattr(lab, "CHOICES"):  # lab 01: what is graded depends on what the service declares
+        probe = run_submission(lab_dir, service_source, [], report=("CAP_CHOICE", "PRIMARY"), limits=limits)
+        declared = probe.declared
+        choice = declared.get("CAP_CHOICE")
+        if choice not in lab.CHOICES or declared.get("PRIMARY", None) not in (None, *lab.REPLICAS):
+            why = (f"the service declares CAP_CHOICE={choice!r}, PRIMARY={declared.get('PRIMARY')!r}: declare "
+                   f"CAP_CHOICE = \"CP\" or \"AP\", and PRIMARY as one of {list(lab.REPLICAS)} or None")
+            parts = [PartResult(p, (), 0, error=why) for p in lab.PARTS]
+            return parts, probe
+    batch = run_submission(lab_dir, service_source, hidden_runs(lab, secret=secret, choice=choice), limits=limits)
+    if choice is not None:
+        invariants = lab.invariants(choice, primary=declared.get("PRIMARY"))
+        parts = {p: lab.PROMISES[choice][what] for p, what in lab.PARTS.items()}
+    else:
+        invariants = lab.invariants()
+        parts = {p: names for p, names in lab.PARTS.items() if names != ("slowest_dependency",)}
+    return [judge(p, names, invariants, batch.results) for p, names in parts.items()], batch

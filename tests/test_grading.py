@@ -122,3 +122,43 @@ def test_every_lab_runs_isolated_and_is_judged_alike(lab_name, name):
         return [(v.invariant, v.outcome, v.summary) for v in check(world, invariants)]
 
     assert judged(result.evidence) == judged(here)
+
+
+@pytest.mark.parametrize("name", ["solution", "generated", "mutants/dedupe_by_offset"])
+def test_an_isolated_grade_gives_each_part_the_verdict_the_in_process_check_gives(name):
+    """Lab 02's parts judged in the grader on the runs made isolated agree with lab.check on the hidden bank of
+    the same secret: the same parts pass, and a failing part fails on the same seed and the same invariant."""
+    from autograder.grading import grade_service
+    from sandbox.explore import Counterexample
+
+    secret = "isolated-grading-test"
+    parts, batch = grade_service(LAB_DIR, lab, (LAB_DIR / f"{name}.py").read_text(), secret=secret)
+    assert batch.outcome.ok, batch.outcome.stderr[-2000:]
+    module = load_module(LAB_DIR, name, f"chaos_dojo_labs.grade_test_{name.replace('/', '_')}")
+    assert [p.part for p in parts] == list(lab.PARTS)
+    for part in parts:
+        here = lab.check(module.create_app, "hidden", secret=secret, shrink=False, only=part.names, workers=1)
+        if isinstance(here, Counterexample):
+            run, verdict = part.failed
+            assert (run.seed, verdict.invariant) == (here.seed, here.verdict.invariant), part.part
+        else:
+            assert part.ok and here.ok and part.runs == here.runs, part.part
+    if name == "solution":
+        assert all(p.ok for p in parts)
+    else:
+        assert not all(p.ok for p in parts)
+
+
+def test_lab_01_is_graded_on_what_the_service_declares():
+    """Lab 01's parts follow the declared CAP_CHOICE; a declaration that is not a choice fails every part, saying
+    what to declare."""
+    from autograder.grading import grade_service
+
+    folder = LAB_DIR.parent / "01-cap"
+    cap = load_module(folder, "lab", "chaos_dojo_labs.grade_test_cap")
+    parts, _batch = grade_service(folder, cap, (folder / "solution_cp.py").read_text(), secret="t")
+    assert [p.names for p in parts] == [cap.PROMISES["CP"]["during"], cap.PROMISES["CP"]["after"]]
+    assert all(p.ok for p in parts), [(p.part, p.failed, p.error) for p in parts]
+    source = (folder / "solution_cp.py").read_text().replace('CAP_CHOICE = "CP"', 'CAP_CHOICE = "CA"')
+    parts, _batch = grade_service(folder, cap, source, secret="t")
+    assert all(not p.ok and "CAP_CHOICE='CA'" in p.error for p in parts)
