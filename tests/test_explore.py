@@ -358,6 +358,9 @@ def test_worker_processes_never_outlive_the_exploration_that_started_them(how, t
 
         import faulthandler, signal
         faulthandler.register(signal.SIGUSR1)  # the test asks for the stacks if this process hangs
+        # Ctrl-C raises KeyboardInterrupt, as in a terminal (a pytest-xdist worker starts its children with
+        # SIGINT ignored, and Python then installs no handler of its own)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         print("started", flush=True)
         explore(Scenario("spins", build, {"clients": 1}), [answered], seeds=range(8), workers=2)
     '''))

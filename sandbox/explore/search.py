@@ -213,7 +213,7 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
             # read is the first in seed order, and the seeds after it are cancelled.
             futures = [pool.submit(_run_job, job) for job in jobs]
             for future in futures:
-                absorb(future.result())
+                absorb(_result(future))
                 if first is not None:
                     break
             finished = True
@@ -253,6 +253,18 @@ class _Summary:
             (sum(o.fired for o in outcomes), sum(o.faults for o in outcomes)),
             tuple(sorted(paths.items())),
         )
+
+
+def _result(future: Any) -> Any:
+    """A future's result, waking twice a second: Ctrl-C reaches this process in whichever of its threads the
+    system picks, and is acted on (KeyboardInterrupt) only when the main thread next runs Python code."""
+    from concurrent.futures import TimeoutError as NotYet
+
+    while True:
+        try:
+            return future.result(timeout=0.5)
+        except NotYet:
+            continue
 
 
 def _die_with(parent: int) -> None:
