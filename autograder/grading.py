@@ -57,7 +57,8 @@ class Batch:
     results: list[RunResult]
     declared: dict[str, Any]
     outcome: Outcome
-    notes: list[str] = field(default_factory=list)
+    #: The graded answer in each world asked (``answer=`` of ``run_submission``), in order.
+    answers: list[str] = field(default_factory=list)
 
 
 def _package_dir(name: str) -> Path:
@@ -71,6 +72,7 @@ def run_submission(
     runs: Sequence[tuple[int, Schedule, Mapping[str, int]]],
     *,
     report: Sequence[str] = (),
+    answer: tuple[str, str, Sequence[int]] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     mechanism: str | None = None,
 ) -> Batch:
@@ -79,7 +81,8 @@ def run_submission(
 
     A run that could not be built or raised, and every run left when the process died, ran out of time or of
     memory, has no evidence and an ``error`` saying why. ``report`` names module-level values of the service
-    to report in ``declared`` (plain values only).
+    to report in ``declared`` (plain values only). ``answer`` is ``(source, function name, seeds)``: a graded
+    answer cell, whose function is asked about the lab's world of each seed (``Batch.answers``).
 
     Raises:
         InvalidParameterError: ``lab_dir`` has no ``lab.py``, or ``service_source`` is not text.
@@ -93,6 +96,8 @@ def run_submission(
     with tempfile.TemporaryDirectory(prefix="chaos-dojo-submission-") as tmp:
         folder = Path(tmp)
         (folder / "service.py").write_text(service_source)
+        if answer is not None:
+            (folder / "answer.py").write_text(answer[0])
         job = {
             "format": JOB_FORMAT,
             "lab": str(lab_file),
@@ -101,6 +106,8 @@ def run_submission(
             "runs": [{"seed": seed, "schedule": schedule_data(schedule), "workload": dict(workload)}
                      for seed, schedule, workload in runs],
         }
+        if answer is not None:
+            job["answer"] = {"source": "answer.py", "function": answer[1], "seeds": list(answer[2])}
         (folder / "job.json").write_text(json.dumps(job))
         outcome = run_isolated(
             [sys.executable, "-P", "-m", "autograder.runner", "job.json"],
@@ -111,7 +118,8 @@ def run_submission(
         )
         results = [_read(folder, i, seed, schedule, outcome) for i, (seed, schedule, _w) in enumerate(runs)]
         declared = _declared(folder, report)
-    return Batch(results, declared, outcome)
+        answers = _answers(folder, len(answer[2]) if answer is not None else 0, outcome)
+    return Batch(results, declared, outcome, answers)
 
 
 def _read(folder: Path, i: int, seed: int, schedule: Schedule, outcome: Outcome) -> RunResult:
@@ -125,6 +133,18 @@ def _read(folder: Path, i: int, seed: int, schedule: Schedule, outcome: Outcome)
     if error_file.is_file():
         return RunResult(seed, schedule, error=error_file.read_text(errors="replace")[:2000])
     return RunResult(seed, schedule, error=f"no evidence: the process that ran the service {outcome.why()}")
+
+
+def _answers(folder: Path, n: int, outcome: Outcome) -> list[str]:
+    if not n:
+        return []
+    try:
+        data = json.loads((folder / "answers.json").read_text())
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, list) or len(data) != n or not all(isinstance(a, str) for a in data):
+        return [f"<no answer: the process that ran it {outcome.why()}>"] * n
+    return [a[:200] for a in data]
 
 
 def _declared(folder: Path, report: Sequence[str]) -> dict[str, Any]:
@@ -153,10 +173,34 @@ class PartResult:
     failed: tuple[RunResult, Any] | None = None
     undecided: tuple[tuple[RunResult, Any], ...] = ()
     error: str | None = None
+    #: A graded answer that was wrong (lab 04's): how often, and the first wrong answer against the right one.
+    wrong: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.failed is None and not self.undecided and self.error is None
+        return self.failed is None and not self.undecided and self.error is None and self.wrong is None
+
+    def message(self) -> str:
+        """What the learner reads about this part: one line when it passed, what broke otherwise; never a seed of
+        the hidden bank."""
+        if self.error is not None:
+            return f"No verdict: {self.error}"
+        if self.wrong is not None:
+            return self.wrong
+        if self.failed is not None:
+            run, verdict = self.failed
+            lines = [f"Broken: {verdict.invariant}: {verdict.summary}"]
+            lines += [f"  - {item}" for item in verdict.evidence[:8]]
+            if len(verdict.evidence) > 8:
+                lines.append(f"  ... and {len(verdict.evidence) - 8} more")
+            faults = str(run.schedule) if len(run.schedule) else "none"
+            lines.append(f"In a world of the hidden bank (its seed stays hidden), with the faults: {faults}")
+            return "\n".join(lines)
+        if self.undecided:
+            shown = list(dict.fromkeys(f"{v.invariant}: {v.summary}" for _run, v in self.undecided))
+            return (f"Not a pass: {len(self.undecided)} verdicts over {self.runs} runs were undecided (UNKNOWN is "
+                    f"not a pass), for example: " + "; ".join(shown[:3]))
+        return f"Passed: {', '.join(self.names)}, on {self.runs} runs of the hidden bank and adversarial schedules"
 
 
 def hidden_runs(lab: Any, *, secret: str | None, choice: str | None = None) -> list[tuple[int, Schedule, dict]]:
@@ -193,9 +237,10 @@ def judge(part: str, names: Sequence[str], invariants: Sequence[Any], results: S
 
 
 def grade_service(lab_dir: Path, lab: Any, service_source: str, *, secret: str | None,
-                  limits: Limits = DEFAULT_LIMITS) -> tuple[list[PartResult], Batch]:
-    """Every invariant part of ``lab.PARTS`` (not lab 04's graded answer) judged on the submission's hidden runs,
-    made isolated in one batch. Lab 01's parts follow the ``CAP_CHOICE`` and ``PRIMARY`` the service declares."""
+                  answer_source: str | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[list[PartResult], Batch]:
+    """Every part of ``lab.PARTS`` judged on the submission's hidden runs, made isolated in one batch. Lab 01's
+    parts follow the ``CAP_CHOICE`` and ``PRIMARY`` the service declares; lab 04's graded answer
+    (``answer_source``, the answer cell) is asked about the worlds of ``lab.answer_seeds(secret)``."""
     declared: dict[str, Any] = {}
     choice = None
     if hasattr(lab, "CHOICES"):  # lab 01: what is graded depends on what the service declares
@@ -207,11 +252,28 @@ def grade_service(lab_dir: Path, lab: Any, service_source: str, *, secret: str |
                    f"CAP_CHOICE = \"CP\" or \"AP\", and PRIMARY as one of {list(lab.REPLICAS)} or None")
             parts = [PartResult(p, (), 0, error=why) for p in lab.PARTS]
             return parts, probe
-    batch = run_submission(lab_dir, service_source, hidden_runs(lab, secret=secret, choice=choice), limits=limits)
+    answered = [p for p, names in lab.PARTS.items() if names == ("slowest_dependency",)]
+    seeds = lab.answer_seeds(secret) if answered else []
+    answer = (answer_source or "", "slowest_dependency", seeds) if answered else None
+    batch = run_submission(lab_dir, service_source, hidden_runs(lab, secret=secret, choice=choice), answer=answer,
+                           limits=limits)
     if choice is not None:
         invariants = lab.invariants(choice, primary=declared.get("PRIMARY"))
         parts = {p: lab.PROMISES[choice][what] for p, what in lab.PARTS.items()}
     else:
         invariants = lab.invariants()
         parts = {p: names for p, names in lab.PARTS.items() if names != ("slowest_dependency",)}
-    return [judge(p, names, invariants, batch.results) for p, names in parts.items()], batch
+    results = [judge(p, names, invariants, batch.results) for p, names in parts.items()]
+    for part in answered:
+        results.append(_judge_answer(lab, part, seeds, batch.answers))
+    return results, batch
+
+
+def _judge_answer(lab: Any, part: str, seeds: Sequence[int], answers: Sequence[str]) -> PartResult:
+    wrong = [(said, lab.culprit(seed)[0]) for seed, said in zip(seeds, answers) if not lab.answer_is_right(said, seed)]
+    if not wrong:
+        return PartResult(part, ("slowest_dependency",), len(seeds))
+    said, right = wrong[0]
+    return PartResult(part, ("slowest_dependency",), len(seeds), wrong=(
+        f"slowest_dependency was wrong on {len(wrong)} of {len(seeds)} hidden worlds. The first: it answered "
+        f"{said!r}, but the slow orders there wait on the {right}."))

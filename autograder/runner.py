@@ -9,10 +9,11 @@ Run by ``autograder.grading.run_submission`` inside ``autograder.isolation.run_i
 ``lab.py``, the service module (``service.py`` beside it: the learner's service cell), the
 runs (each a seed, a fault schedule as ``sandbox.evidence.schedule_data`` and workload
 sizes), and the module-level names whose values the grader wants reported (lab 01's
-``CAP_CHOICE`` and ``PRIMARY``). For run ``i`` the runner writes ``evidence/i.json``
+``CAP_CHOICE`` and ``PRIMARY``), and for a lab with a graded answer (lab 04) the answer cell
+(``answer.py``) and the worlds to ask it about. For run ``i`` the runner writes ``evidence/i.json``
 (``sandbox.evidence.snapshot`` of the finished world) or, if the run could not even be
 built or raised, ``evidence/i.error`` with one line saying why; and ``declared.json``
-with the reported names. What the learner's code prints goes to this process's output,
+with the reported names, and ``answers.json``: the answer in each world. What the learner's code prints goes to this process's output,
 which the grader holds back. Nothing here judges anything: the checkers run in the grader,
 on the evidence.
 """
@@ -25,6 +26,7 @@ import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 #: The format of a job file.
 JOB_FORMAT = "chaos-dojo/job/1"
@@ -80,6 +82,9 @@ def main(argv: list[str]) -> int:
             value = getattr(service, name)
             declared[name] = value if isinstance(value, _PLAIN) else f"<{type(value).__name__}>"
     (folder / "declared.json").write_text(json.dumps(declared))
+    answer = job.get("answer")
+    if answer:  # a graded answer (lab 04's slowest_dependency): asked on each world the job names
+        (folder / "answers.json").write_text(json.dumps(_answers(lab, folder, create_app, answer)))
     scenario = lab.scenario(create_app, **job.get("scenario", {}))
     for i, run in enumerate(job["runs"]):
         try:
@@ -92,6 +97,26 @@ def main(argv: list[str]) -> int:
             continue
         (out / f"{i}.json").write_text(data)
     return 0
+
+
+def _answers(lab: ModuleType, folder: Path, create_app: Any, answer: dict) -> list[str]:
+    """The answer function's answer in each world ``answer["seeds"]`` names (``lab.example_world``: the lab's
+    world, no faults, run to its end): a string, or a line saying what it raised or returned instead."""
+    try:
+        module = _load(folder / answer["source"], "chaos_dojo_answer")
+        function = getattr(module, answer["function"])
+    except BaseException as exc:  # noqa: BLE001
+        return [f"<the answer cell did not define {answer['function']}: {_one_line(exc)}>"] * len(answer["seeds"])
+    said = []
+    for seed in answer["seeds"]:
+        try:
+            value = function(lab.example_world(create_app, seed=seed))
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            value = f"<raised {_one_line(exc)}>"
+        said.append(value if isinstance(value, str) else f"<returned {type(value).__name__}, not a str>")
+    return said
 
 
 if __name__ == "__main__":

@@ -141,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--picture", metavar="FILE", default=None,
                          help="also draw the counterexample (sequence diagram and faults) to FILE.png or FILE.svg")
 
+    grade = commands.add_parser(
+        "grade",
+        help="grade submitted lab notebooks, each in an isolated process, without an nbgrader course",
+        description="Grade each submitted notebook of a lab (or every notebook under a folder): its service cell "
+        "runs in a locked-down process on the hidden runs of the grading secret (CHAOS_DOJO_GRADING_SECRET), "
+        "the graded parts are judged here; one JSON result per submission.",
+    )
+    grade.add_argument("submissions", metavar="SUBMISSION", nargs="+", type=Path,
+                       help="a submitted .ipynb, or a folder of them")
+    grade.add_argument("--lab", required=True, help="which lab, e.g. 02-idempotency")
+    grade.add_argument("--out", type=Path, default=Path("graded"), help="where the JSON results go (default graded/)")
+    grade.add_argument("--jobs", type=_positive("a number of submissions at once", 2), default=2,
+                       help="submissions graded at once (default 2)")
+
     course = commands.add_parser(
         "course",
         help="open the course in JupyterLab",
@@ -164,12 +178,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _explore(args)
     if args.command == "course":
         return _course(args)
+    if args.command == "grade":
+        return _grade(args)
     print(
-        "dojo: error: choose a command: `dojo run SCENARIO`, `dojo explore SCENARIO --find ...` or `dojo course` "
+        "dojo: error: choose a command: `dojo run SCENARIO`, `dojo explore SCENARIO --find ...`, `dojo grade ...` "
+        "or `dojo course` "
         "(see `dojo --help`)",
         file=sys.stderr,
     )
     return 2
+
+
+def _grade(args: argparse.Namespace) -> int:
+    root = find_repository()
+    if root is None:
+        print("dojo grade: error: run it inside the course's repository (it holds labs/)", file=sys.stderr)
+        return 2
+    from autograder.submissions import grade_command
+
+    return grade_command(args.submissions, args.lab, args.out, jobs=args.jobs, labs_root=root / "labs")
 
 
 def _unknown(command: str, what: str, name: str, known: Sequence[str]) -> int:

@@ -1,0 +1,138 @@
+"""``dojo grade``: grade submitted lab notebooks without an nbgrader course, each in an isolated process.
+
+For each submission (a ``.ipynb``, or every notebook under a folder), the grader reads the
+notebook as data (it never runs it), takes the learner's service cell (nbgrader id
+``service``) and, for lab 04, the answer cell (``answer``), runs them isolated on the lab's
+hidden runs (``autograder.grading.grade_service``: the hidden bank of the grading secret,
+which only the grader's environment holds) and judges every graded part of ``lab.PARTS``
+in its own process. Points per part come from the lab's own notebook (the source
+assignment), never from the submission. It writes one JSON result per submission and
+prints one line each::
+
+    CHAOS_DOJO_GRADING_SECRET=... dojo grade submitted/ --lab 02-idempotency --out graded/
+
+A result holds, per part, its points, whether it passed and what the learner reads (the
+broken invariant and its evidence, the faults; never a hidden seed), and how the isolated
+process ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .grading import grade_service
+from .labs import load_module
+from .seeds import GRADING_SECRET_ENV
+
+#: nbgrader ids of the cells a submission hands in.
+SERVICE_CELL = "service"
+ANSWER_CELL = "answer"
+
+
+def notebooks(paths: Sequence[Path]) -> list[Path]:
+    """The notebooks to grade: each path that is a notebook, and every notebook under each folder, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        else:
+            found.append(path)
+    return found
+
+
+def cells(notebook: Path) -> dict[str, str]:
+    """The sources of the notebook's cells that carry an nbgrader id, by id (read as data, never run).
+
+    Raises:
+        ValueError: the file is not a notebook, saying why.
+    """
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(notebook), as_version=4)
+    except Exception as exc:  # nbformat raises several kinds for a file that is not a notebook
+        raise ValueError(f"{notebook} is not a Jupyter notebook ({type(exc).__name__}: {str(exc)[:200]})") from None
+    found: dict[str, str] = {}
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if isinstance(grade_id, str) and cell.get("cell_type") == "code" and grade_id not in found:
+            found[grade_id] = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+    return found
+
+
+def points(lab_dir: Path) -> dict[str, float]:
+    """Each graded part's points, from the lab's own notebook (the source assignment)."""
+    source = json.loads((lab_dir / "lab.ipynb").read_text())
+    return {c["metadata"]["nbgrader"]["grade_id"]: float(c["metadata"]["nbgrader"]["points"])
+            for c in source["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+
+
+def grade_notebook(notebook: Path, lab_dir: Path, lab: Any, *, secret: str | None) -> dict[str, Any]:
+    """One submission's result (see the module docstring), as JSON data."""
+    started = time.monotonic()
+    worth = points(lab_dir)
+    result: dict[str, Any] = {"submission": str(notebook), "lab": lab.LAB, "max_points": sum(worth.values())}
+    try:
+        handed_in = cells(notebook)
+        if SERVICE_CELL not in handed_in:
+            raise ValueError(f"{notebook} has no service cell (nbgrader id {SERVICE_CELL!r}): hand in the lab's "
+                             f"notebook with its service cell, not a copy without nbgrader's metadata")
+    except (OSError, ValueError) as exc:
+        result.update(points=0.0, parts=[{"id": p, "points": 0.0, "max": w, "passed": False, "message": str(exc)}
+                                         for p, w in worth.items()], seconds=time.monotonic() - started)
+        return result
+    parts, batch = grade_service(lab_dir, lab, handed_in[SERVICE_CELL], secret=secret,
+                                 answer_source=handed_in.get(ANSWER_CELL))
+    rows = [{"id": p.part, "points": worth.get(p.part, 0.0) if p.ok else 0.0, "max": worth.get(p.part, 0.0),
+             "passed": p.ok, "message": p.message()} for p in parts]
+    result.update(
+        points=sum(r["points"] for r in rows), parts=rows,
+        process={"mechanism": batch.outcome.mechanism, "how": batch.outcome.why(),
+                 "seconds": round(batch.outcome.seconds, 2), "output_lines": len(batch.outcome.stdout.splitlines())},
+        seconds=round(time.monotonic() - started, 2),
+    )
+    return result
+
+
+def grade_command(paths: Sequence[Path], lab_name: str, out: Path, *, jobs: int, labs_root: Path) -> int:
+    """``dojo grade``: grade every submission under ``paths`` for lab ``lab_name``; write ``out/<name>.json``."""
+    lab_dir = labs_root / lab_name
+    if not (lab_dir / "lab.py").is_file():
+        known = sorted(p.name for p in labs_root.iterdir() if (p / "lab.py").is_file())
+        print(f"dojo grade: error: unknown lab {lab_name!r}; labs: {', '.join(known)}")
+        return 2
+    found = notebooks(paths)
+    missing = [p for p in found if not p.exists()]
+    if missing or not found:
+        print(f"dojo grade: error: nothing to grade at {', '.join(map(str, missing or paths))}: give notebooks "
+              f"or folders holding them")
+        return 2
+    lab = load_module(lab_dir, "lab", f"chaos_dojo_grading.{lab_name.replace('-', '_')}")
+    secret = os.environ.get(GRADING_SECRET_ENV) or None
+    if secret is None:
+        print(f"dojo grade: note: {GRADING_SECRET_ENV} is not set; grading on the public default hidden bank")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def one(notebook: Path) -> dict[str, Any]:
+        return grade_notebook(notebook, lab_dir, lab, secret=secret)
+
+    names = _names(found)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each submission's work is its own process
+        for notebook, name, result in zip(found, names, pool.map(one, found)):
+            (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+            print(f"{notebook}: {result['points']:g}/{result['max_points']:g} "
+                  + " ".join(f"{r['id']}={r['points']:g}" for r in result["parts"]))
+    return 0
+
+
+def _names(found: Sequence[Path]) -> list[str]:
+    """A file name per submission: its path's parts joined (submitted/alice/lab.ipynb -> submitted-alice-lab)."""
+    common = os.path.commonpath([str(p.resolve().parent) for p in found]) if len(found) > 1 else str(
+        found[0].resolve().parent)
+    return [str(p.resolve().with_suffix("").relative_to(common)).replace(os.sep, "-") for p in found]
