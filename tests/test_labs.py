@@ -137,7 +137,8 @@ def test_a_passing_grade_cell_shows_how_much_was_checked_but_no_seed(capsys):
         calls.append((bank, secret, only))
         return green
 
-    assert grader(check)(lambda: None, "no_double_charge", secret="s") is None  # a number would be partial credit
+    grade = grader(check, lab="02-idempotency")
+    assert grade(lambda: None, "no_double_charge", secret="s") is None  # a number would be partial credit
     assert calls == [("hidden", "s", ("no_double_charge",))]
     assert capsys.readouterr().out == ("Passed: no_double_charge, on 34 runs of the hidden bank and adversarial "
                                        "schedules; 20 of 31 scheduled faults acted; recovery paths taken: nodes "
