@@ -37,7 +37,7 @@ from .isolation import Limits, Outcome, run_isolated
 from .runner import JOB_FORMAT
 
 #: What a submission's whole batch of runs may take, unless the caller says otherwise.
-DEFAULT_LIMITS = Limits(wall=600.0, memory=3 * 1024**3)
+DEFAULT_LIMITS = Limits(wall=300.0, memory=3 * 1024**3)
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ class PartResult:
         """What the learner reads about this part: one line when it passed, what broke otherwise; never a seed of
         the hidden bank."""
         if self.error is not None:
-            return f"No verdict: {self.error}"
+            return f"Not passed: {self.error}" if self.error.startswith("refused: ") else f"No verdict: {self.error}"
         if self.wrong is not None:
             return self.wrong
         if self.failed is not None:
@@ -193,8 +193,11 @@ class PartResult:
             lines += [f"  - {item}" for item in verdict.evidence[:8]]
             if len(verdict.evidence) > 8:
                 lines.append(f"  ... and {len(verdict.evidence) - 8} more")
-            faults = str(run.schedule) if len(run.schedule) else "none"
-            lines.append(f"In a world of the hidden bank (its seed stays hidden), with the faults: {faults}")
+            if len(run.schedule):
+                lines.append("In a world of the hidden bank (its seed stays hidden), under the faults:")
+                lines += [f"  {line}" for line in str(run.schedule).splitlines()]
+            else:
+                lines.append("In a world of the hidden bank (its seed stays hidden), without any fault")
             return "\n".join(lines)
         if self.undecided:
             shown = list(dict.fromkeys(f"{v.invariant}: {v.summary}" for _run, v in self.undecided))
@@ -237,10 +240,22 @@ def judge(part: str, names: Sequence[str], invariants: Sequence[Any], results: S
 
 
 def grade_service(lab_dir: Path, lab: Any, service_source: str, *, secret: str | None,
-                  answer_source: str | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[list[PartResult], Batch]:
+                  answer_source: str | None = None,
+                  limits: Limits = DEFAULT_LIMITS) -> tuple[list[PartResult], Batch | None]:
     """Every part of ``lab.PARTS`` judged on the submission's hidden runs, made isolated in one batch. Lab 01's
     parts follow the ``CAP_CHOICE`` and ``PRIMARY`` the service declares; lab 04's graded answer
-    (``answer_source``, the answer cell) is asked about the worlds of ``lab.answer_seeds(secret)``."""
+    (``answer_source``, the answer cell) is asked about the worlds of ``lab.answer_seeds(secret)``.
+
+    Code that breaks ``autograder.policy`` never runs: every part fails with the policy's line (and there is
+    no batch)."""
+    from .policy import check as policy
+
+    refused = policy(service_source, "service cell")
+    if refused is None and answer_source is not None:
+        refused = policy(answer_source, "answer cell", modules=frozenset({"lab"}),
+                         attributes=frozenset(getattr(lab, "ANSWER_MAY_NOT_USE", ())))
+    if refused is not None:
+        return [PartResult(p, (), 0, error=f"refused: {refused}") for p in lab.PARTS], None
     declared: dict[str, Any] = {}
     choice = None
     if hasattr(lab, "CHOICES"):  # lab 01: what is graded depends on what the service declares

@@ -86,7 +86,11 @@ def main(argv: list[str]) -> int:
     if answer:  # a graded answer (lab 04's slowest_dependency): asked on each world the job names
         (folder / "answers.json").write_text(json.dumps(_answers(lab, folder, create_app, answer)))
     scenario = lab.scenario(create_app, **job.get("scenario", {}))
+    overran = None
     for i, run in enumerate(job["runs"]):
+        if overran is not None:  # one run that never yields is enough to know: the others are not run
+            (out / f"{i}.error").write_text(f"not run: an earlier run was stopped at its wall-clock limit ({overran})")
+            continue
         try:
             world = scenario.run(run["seed"], schedule_from_data(run["schedule"]), **run.get("workload", {})).world
             data = json.dumps(snapshot(world))
@@ -96,6 +100,7 @@ def main(argv: list[str]) -> int:
             (out / f"{i}.error").write_text(f"the run raised {_one_line(exc)}")
             continue
         (out / f"{i}.json").write_text(data)
+        overran = world.overran
     return 0
 
 

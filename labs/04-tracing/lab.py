@@ -840,6 +840,8 @@ def answer_is_right(answer: str, seed: int) -> bool:
 
 #: How many worlds of the hidden bank the graded answer is asked on: enough that a coin fails (1 time in 1024).
 ANSWER_SEEDS = 10
+#: What the graded answer cell may not use (autograder.policy): the world's ground truth and its seed.
+ANSWER_MAY_NOT_USE = ("culprit", "answer_is_right", "order_plan", "answer_seeds", "seed")
 
 
 def answer_seeds(secret: str | None = None, size: int = ANSWER_SEEDS) -> list[int]:
