@@ -45,8 +45,10 @@ with warnings.catch_warnings():
 __all__ = [
     "Graded",
     "LearnerOutput",
+    "NotPassed",
     "TestClient",
     "alternative_names",
+    "cell_source",
     "check_bank",
     "grade_cell",
     "grader",
@@ -343,6 +345,23 @@ def learner_output() -> Iterator[LearnerOutput]:
             out.text = sink.read().decode("utf-8", errors="replace")
 
 
+class NotPassed(AssertionError):
+    """A graded part that did not pass. In a notebook, IPython shows its message (the counterexample) and not a
+    traceback through the grader (``_render_traceback_``, IPython's hook for exceptions that render themselves)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return ["\x1b[1;31mNot passed\x1b[0m", *str(self).splitlines()]
+
+
+def cell_source(create_app: Callable[[], Any]) -> str | None:
+    """The source of the notebook cell (or ``__main__`` script) that defined ``create_app``, or None if a module
+    file defined it."""
+    code = getattr(create_app, "__code__", None)
+    if getattr(create_app, "__module__", None) != "__main__" or code is None:
+        return None
+    return "".join(linecache.getlines(code.co_filename)) or None
+
+
 def grade_cell(run: Callable[..., str]) -> Callable[..., None]:
     """A grade cell's function from ``run``, which checks and returns a one-line summary or raises
     AssertionError: the learner's output is held back while it runs (``learner_output``), the summary is
@@ -361,7 +380,7 @@ def grade_cell(run: Callable[..., str]) -> Callable[..., None]:
                 error = None
         if error is not None:
             tail = out.tail()
-            raise AssertionError(f"{error}\n\n{tail}" if tail else str(error)) from None
+            raise NotPassed(f"{error}\n\n{tail}" if tail else str(error)) from None
         if out.lines:
             summary += f" (your code wrote {len(out.lines)} lines of output while graded; held back, never scored)"
         print(summary)
@@ -380,6 +399,12 @@ def grader(check: Callable[..., Counterexample | Passed], *, lab: str) -> Callab
     """
 
     def grade(create_app: Callable[[], Any], *only: str, secret: str | None = None) -> str:
+        from .policy import check as policy
+
+        source = cell_source(create_app)
+        refused = policy(source) if source is not None else None
+        if refused is not None:
+            raise AssertionError(f"Refused, as grading will refuse it: {refused}")
         result = check(create_app, "hidden", secret=secret, only=only)
         ok = isinstance(result, Passed) and result.ok
         passed = must_pass(result, public=() if ok else seed_bank(lab, "visible", REHOME_SEEDS))

@@ -12,7 +12,21 @@ repository, the source assignments are the folders of ``labs/`` (``labs/02-idemp
 is the assignment ``02-idempotency``), the reference solutions, mutants and correct alternatives are never
 released nor copied into a submission, and ``GenerateAssignment`` uses this preprocessor.
 The hidden seed banks are not in the notebooks: grade cells call ``lab.grade``, which
-draws them from the grading secret (``autograder.seeds``).
+draws them from the grading secret (``autograder.seeds``), for a learner checking their own
+work in their own kernel.
+
+Autograde never runs a submitted notebook. ``GradeInGrader`` takes the place of nbgrader's
+``Execute``: it reads the submission's service cell (and lab 04's answer cell) as text and
+grades them exactly as ``dojo grade`` does (``autograder.submissions.grade_handed_in``:
+learner code isolated, the checkers, the hidden bank and its secret in this process only),
+then writes each graded part's verdict into its grade cell as the cell's output (a pass as
+text, a failure as an error whose lines are the counterexample), from which nbgrader scores.
+So nothing a learner writes in the notebook (a patched ``lab.grade``, an IPython
+transformer, a forged kernel reply, ``os._exit``, a busy loop, a ``lab/`` package beside the
+notebook) runs in the grader or near the secret, and ``nbgrader autograde`` and
+``dojo grade`` give the same points. ``KeepSourceCellsOnly`` drops the nbgrader metadata of a
+cell the source notebook does not have (a learner's own "grade cell"), which would otherwise
+stop nbgrader's run for every student.
 
 Example (an instructor, at the repository's root)::
 
@@ -23,11 +37,21 @@ Example (an instructor, at the repository's root)::
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
+from nbformat.v4 import new_output
 from nbgrader import utils
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.converters.autograde import Autograde
 from nbgrader.converters.generate_assignment import GenerateAssignment
-from nbgrader.preprocessors import ClearSolutions
+from nbgrader.preprocessors import (
+    ClearSolutions,
+    Execute,
+    NbGraderPreprocessor,
+    OverwriteCells,
+)
+from traitlets import Float, Integer, Unicode
 
 #: Seconds nbgrader lets one cell of a lab notebook run (see ``configure``).
 GRADE_CELL_TIMEOUT = 180
@@ -51,6 +75,94 @@ class KeepGeneratedCode(ClearSolutions):
         return super().preprocess_cell(cell, resources, cell_index)
 
 
+class KeepSourceCellsOnly(NbGraderPreprocessor):
+    """Sanitizing a submission: a cell whose nbgrader id the source notebook does not have (a learner made a cell
+    a grade cell, copied one, or broke its metadata) loses its nbgrader metadata and is an ordinary cell."""
+
+    def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            try:
+                notebook = gb.find_notebook(info["notebook"], info["assignment"])
+            except MissingEntry:
+                return nb, resources
+            known = {cell.name for cell in notebook.source_cells}
+        for cell in nb.cells:
+            metadata = cell.get("metadata")
+            if not isinstance(metadata, dict) or "nbgrader" not in metadata:
+                continue
+            nbgrader = metadata["nbgrader"]
+            grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+            if grade_id not in known:
+                self.log.warning("Cell %r is not a cell of the source notebook: graded as an ordinary cell",
+                                 grade_id if isinstance(grade_id, str) else nbgrader)
+                del metadata["nbgrader"]
+        return nb, resources
+
+
+class GradeInGrader(NbGraderPreprocessor):
+    """Autograde's grading step, in place of ``Execute`` (see the module docstring): the submission's cells are
+    graded as ``dojo grade`` grades them, and each grade cell's output is its part's verdict."""
+
+    labs_root = Unicode("", help="The folder of the course's source labs (labs/<assignment>/lab.py).").tag(config=True)
+    time_limit = Float(300.0, help="Real seconds one submission's isolated process may run.").tag(config=True)
+    memory_limit_mib = Integer(3072, help="MiB of memory each of its processes may map.").tag(config=True)
+
+    def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
+        from .labs import load_module
+        from .seeds import GRADING_SECRET_ENV
+        from .submissions import cells_of, grade_handed_in
+
+        assignment = resources["nbgrader"]["assignment"]
+        lab_dir = Path(self.labs_root) / assignment
+        if not (lab_dir / "lab.py").is_file():
+            raise ValueError(f"GradeInGrader: no lab at {lab_dir} for assignment {assignment!r}: set "
+                             f"GradeInGrader.labs_root to the course's labs folder (autograder.nbgrader.configure)")
+        lab = load_module(lab_dir, "lab", f"chaos_dojo_grading.{assignment.replace('-', '_')}")
+        secret = os.environ.get(GRADING_SECRET_ENV) or None
+        if secret is None:
+            self.log.warning("%s is not set: grading on the public default hidden bank", GRADING_SECRET_ENV)
+        from .isolation import Limits
+
+        limits = Limits(wall=self.time_limit, memory=self.memory_limit_mib * 1024**2)
+        result = grade_handed_in(cells_of(nb.cells), lab_dir, lab, secret=secret, limits=limits,
+                                 submission=f"{resources['nbgrader']['student']}/{assignment}")
+        parts = {row["id"]: row for row in result["parts"]}
+        count = 0
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            count += 1
+            cell.execution_count = count
+            if utils.is_grade(cell):
+                cell.outputs = _verdict(parts.get(cell.metadata["nbgrader"].get("grade_id")))
+        resources.setdefault("chaos_dojo", {})["result"] = result
+        self.log.info("%s: %g/%g", result["submission"], result["points"], result["max_points"])
+        return nb, resources
+
+
+def _verdict(row: dict | None) -> list[Any]:
+    """A grade cell's outputs for its part's result: a pass as text on stdout; anything else as an error whose
+    lines are what the learner reads (nbgrader scores a cell with an error 0)."""
+    if row is None:
+        message = "This cell is not a graded part of the lab: no points (the lab's notebook and lab.PARTS disagree)"
+        return [new_output("error", ename="NotGraded", evalue=message, traceback=[message])]
+    if row["passed"]:
+        return [new_output("stream", name="stdout", text=row["message"] + "\n")]
+    lines = row["message"].splitlines() or ["Not passed"]
+    return [new_output("error", ename="NotPassed", evalue=lines[0], traceback=lines)]
+
+
+def autograde_preprocessors() -> list[type]:
+    """nbgrader's ``Autograde`` steps with ``Execute`` replaced by ``GradeInGrader``, and ``KeepSourceCellsOnly``
+    before ``OverwriteCells`` while sanitizing."""
+    traits = Autograde.class_traits()
+    sanitize = list(traits["sanitize_preprocessors"].default())
+    sanitize.insert(sanitize.index(OverwriteCells), KeepSourceCellsOnly)
+    grade = [GradeInGrader if p is Execute else p for p in traits["autograde_preprocessors"].default()]
+    return [sanitize, grade]
+
+
 def release_preprocessors() -> list[type]:
     """nbgrader's ``GenerateAssignment`` preprocessors with ``ClearSolutions`` replaced by ``KeepGeneratedCode``."""
     default = GenerateAssignment.class_traits()["preprocessors"].default()
@@ -64,9 +176,12 @@ def configure(c: Any, root: str) -> None:
     c.CourseDirectory.source_directory = "labs"
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", *NOT_RELEASED]
     c.GenerateAssignment.preprocessors = release_preprocessors()
-    # nbgrader cuts a cell after 30 s by default. A grade cell checks the hidden bank and the adversarial schedules:
-    # 3 to 15 s on a 2-core machine at rest, several times that on a grading machine busy with other submissions.
-    # Honest code must never be cut for the machine's load.
+    c.Autograde.sanitize_preprocessors, c.Autograde.autograde_preprocessors = autograde_preprocessors()
+    c.GradeInGrader.labs_root = os.path.join(root, "labs")
+    # Autograde runs no notebook (GradeInGrader), but `nbgrader validate` (a learner's "Validate" button) still runs
+    # the notebook, grade cells included, and nbgrader cuts a cell after 30 s by default. A grade cell checks the
+    # hidden bank and the adversarial schedules: 3 to 15 s on a 2-core machine at rest, several times that on a
+    # busy one. Honest code must never be cut for the machine's load.
     c.Execute.timeout = GRADE_CELL_TIMEOUT
     # The exchange (where nbgrader releases and collects in a shared JupyterHub) defaults to a system folder
     # that does not exist on a learner's machine: nbgrader's assignment list then logs "Unwritable directory,

@@ -26,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .grading import grade_service
+from .grading import DEFAULT_LIMITS, grade_service
+from .isolation import Limits
 from .labs import load_module
 from .seeds import GRADING_SECRET_ENV
 
@@ -58,11 +59,19 @@ def cells(notebook: Path) -> dict[str, str]:
         nb = nbformat.read(str(notebook), as_version=4)
     except Exception as exc:  # nbformat raises several kinds for a file that is not a notebook
         raise ValueError(f"{notebook} is not a Jupyter notebook ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return cells_of(nb.cells)
+
+
+def cells_of(notebook_cells: Sequence[Any]) -> dict[str, str]:
+    """The sources of the code cells among ``notebook_cells`` that carry an nbgrader id, by id (the first of each)."""
     found: dict[str, str] = {}
-    for cell in nb.cells:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    for cell in notebook_cells:
+        metadata = cell.get("metadata", {})
+        nbgrader = metadata.get("nbgrader", {}) if isinstance(metadata, dict) else {}
+        grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
         if isinstance(grade_id, str) and cell.get("cell_type") == "code" and grade_id not in found:
-            found[grade_id] = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+            source = cell.get("source", "")
+            found[grade_id] = source if isinstance(source, str) else "".join(map(str, source))
     return found
 
 
@@ -73,34 +82,44 @@ def points(lab_dir: Path) -> dict[str, float]:
             for c in source["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
 
 
-def grade_notebook(notebook: Path, lab_dir: Path, lab: Any, *, secret: str | None) -> dict[str, Any]:
+def grade_notebook(notebook: Path, lab_dir: Path, lab: Any, *, secret: str | None,
+                   limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """One submission's result (see the module docstring), as JSON data."""
+    try:
+        handed_in: dict[str, str] | str = cells(notebook)
+    except (OSError, ValueError) as exc:
+        handed_in = str(exc)
+    return grade_handed_in(handed_in, lab_dir, lab, secret=secret, submission=str(notebook), limits=limits)
+
+
+def grade_handed_in(handed_in: dict[str, str] | str, lab_dir: Path, lab: Any, *, secret: str | None,
+                    submission: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """The result of grading the cells a submission handed in (``cells_of``; or why there are none, as text):
+    ``dojo grade`` and nbgrader's autograde (``autograder.nbgrader.GradeInGrader``) both grade through here."""
     started = time.monotonic()
     worth = points(lab_dir)
-    result: dict[str, Any] = {"submission": str(notebook), "lab": lab.LAB, "max_points": sum(worth.values())}
-    try:
-        handed_in = cells(notebook)
-        if SERVICE_CELL not in handed_in:
-            raise ValueError(f"{notebook} has no service cell (nbgrader id {SERVICE_CELL!r}): hand in the lab's "
-                             f"notebook with its service cell, not a copy without nbgrader's metadata")
-    except (OSError, ValueError) as exc:
-        result.update(points=0.0, parts=[{"id": p, "points": 0.0, "max": w, "passed": False, "message": str(exc)}
-                                         for p, w in worth.items()], seconds=time.monotonic() - started)
+    result: dict[str, Any] = {"submission": submission, "lab": lab.LAB, "max_points": sum(worth.values())}
+    if isinstance(handed_in, dict) and SERVICE_CELL not in handed_in:
+        handed_in = (f"{submission} has no service cell (nbgrader id {SERVICE_CELL!r}): hand in the lab's notebook "
+                     f"with its service cell, not a copy without nbgrader's metadata")
+    if isinstance(handed_in, str):
+        result.update(points=0.0, parts=[{"id": p, "points": 0.0, "max": w, "passed": False, "message": handed_in}
+                                         for p, w in worth.items()], seconds=round(time.monotonic() - started, 2))
         return result
     parts, batch = grade_service(lab_dir, lab, handed_in[SERVICE_CELL], secret=secret,
-                                 answer_source=handed_in.get(ANSWER_CELL))
+                                 answer_source=handed_in.get(ANSWER_CELL), limits=limits)
     rows = [{"id": p.part, "points": worth.get(p.part, 0.0) if p.ok else 0.0, "max": worth.get(p.part, 0.0),
              "passed": p.ok, "message": p.message()} for p in parts]
-    result.update(
-        points=sum(r["points"] for r in rows), parts=rows,
-        process={"mechanism": batch.outcome.mechanism, "how": batch.outcome.why(),
-                 "seconds": round(batch.outcome.seconds, 2), "output_lines": len(batch.outcome.stdout.splitlines())},
-        seconds=round(time.monotonic() - started, 2),
-    )
+    result.update(points=sum(r["points"] for r in rows), parts=rows, seconds=round(time.monotonic() - started, 2))
+    if batch is not None:
+        result["process"] = {"mechanism": batch.outcome.mechanism, "how": batch.outcome.why(),
+                             "seconds": round(batch.outcome.seconds, 2),
+                             "output_lines": len(batch.outcome.stdout.splitlines())}
     return result
 
 
-def grade_command(paths: Sequence[Path], lab_name: str, out: Path, *, jobs: int, labs_root: Path) -> int:
+def grade_command(paths: Sequence[Path], lab_name: str, out: Path, *, jobs: int, labs_root: Path,
+                  limits: Limits = DEFAULT_LIMITS) -> int:
     """``dojo grade``: grade every submission under ``paths`` for lab ``lab_name``; write ``out/<name>.json``."""
     lab_dir = labs_root / lab_name
     if not (lab_dir / "lab.py").is_file():
@@ -120,7 +139,7 @@ def grade_command(paths: Sequence[Path], lab_name: str, out: Path, *, jobs: int,
     out.mkdir(parents=True, exist_ok=True)
 
     def one(notebook: Path) -> dict[str, Any]:
-        return grade_notebook(notebook, lab_dir, lab, secret=secret)
+        return grade_notebook(notebook, lab_dir, lab, secret=secret, limits=limits)
 
     names = _names(found)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each submission's work is its own process

@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--out", type=Path, default=Path("graded"), help="where the JSON results go (default graded/)")
     grade.add_argument("--jobs", type=_positive("a number of submissions at once", 2), default=2,
                        help="submissions graded at once (default 2)")
+    grade.add_argument("--time-limit", type=_positive("a number of seconds", 300), default=300, metavar="SECONDS",
+                       help="real seconds one submission's process may run (default 300)")
+    grade.add_argument("--memory-limit", type=_positive("a number of MiB", 3072), default=3072, metavar="MIB",
+                       help="MiB of memory each of its processes may map (default 3072)")
 
     course = commands.add_parser(
         "course",
@@ -194,9 +198,16 @@ def _grade(args: argparse.Namespace) -> int:
     if root is None:
         print("dojo grade: error: run it inside the course's repository (it holds labs/)", file=sys.stderr)
         return 2
+    from autograder.isolation import Limits
     from autograder.submissions import grade_command
 
-    return grade_command(args.submissions, args.lab, args.out, jobs=args.jobs, labs_root=root / "labs")
+    try:
+        limits = Limits(wall=float(args.time_limit), memory=args.memory_limit * 1024**2)
+    except ValueError as exc:
+        print(f"dojo grade: error: {exc}", file=sys.stderr)
+        return 2
+    return grade_command(args.submissions, args.lab, args.out, jobs=args.jobs, labs_root=root / "labs",
+                         limits=limits)
 
 
 def _unknown(command: str, what: str, name: str, known: Sequence[str]) -> int:

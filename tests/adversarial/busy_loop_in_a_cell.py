@@ -1,0 +1,4 @@
+"""A cell that never ends."""
+# %% cell
+while True:
+    pass

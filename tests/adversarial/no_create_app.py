@@ -1,0 +1,3 @@
+"""The service cell deletes create_app."""
+# %% service
+del create_app
