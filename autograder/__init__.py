@@ -15,10 +15,11 @@ See DESIGN.md, "Grading". What it holds now:
   wall-clock and a memory limit, no network, no view of the grader's files, nothing left
   running after it (bubblewrap where installed);
 * ``autograder.runner`` and ``autograder.grading``: a submission's runs in such a process,
-  their evidence (``sandbox.evidence``) read back by the grader, whose checkers judge it.
-
-The parallel grader on top of them (``dojo grade``, and nbgrader's autograde through it)
-is still to come.
+  their evidence (``sandbox.evidence``) read back by the grader, whose checkers judge it;
+* ``autograder.policy``: what graded code may use, checked before it runs;
+* ``autograder.submissions`` and ``autograder.feedback``: ``dojo grade`` (submitted notebooks
+  graded in parallel, a JSON result and an HTML page with pictures each), which nbgrader's
+  autograde goes through too (``autograder.nbgrader.GradeInGrader``).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ Example (an instructor, at the repository's root)::
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from nbgrader.preprocessors import (
     NbGraderPreprocessor,
     OverwriteCells,
 )
-from traitlets import Float, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode
 
 #: Seconds nbgrader lets one cell of a lab notebook run (see ``configure``).
 GRADE_CELL_TIMEOUT = 180
@@ -107,6 +108,7 @@ class GradeInGrader(NbGraderPreprocessor):
     labs_root = Unicode("", help="The folder of the course's source labs (labs/<assignment>/lab.py).").tag(config=True)
     time_limit = Float(300.0, help="Real seconds one submission's isolated process may run.").tag(config=True)
     memory_limit_mib = Integer(3072, help="MiB of memory each of its processes may map.").tag(config=True)
+    pictures = Bool(True, help="Show each broken part's counterexample picture in its grade cell.").tag(config=True)
 
     def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
         from .labs import load_module
@@ -126,7 +128,9 @@ class GradeInGrader(NbGraderPreprocessor):
 
         limits = Limits(wall=self.time_limit, memory=self.memory_limit_mib * 1024**2)
         result = grade_handed_in(cells_of(nb.cells), lab_dir, lab, secret=secret, limits=limits,
-                                 submission=f"{resources['nbgrader']['student']}/{assignment}")
+                                 submission=f"{resources['nbgrader']['student']}/{assignment}",
+                                 pictures=self.pictures)
+        drawn = result.pop("pictures", {})
         parts = {row["id"]: row for row in result["parts"]}
         count = 0
         for cell in nb.cells:
@@ -135,7 +139,11 @@ class GradeInGrader(NbGraderPreprocessor):
             count += 1
             cell.execution_count = count
             if utils.is_grade(cell):
-                cell.outputs = _verdict(parts.get(cell.metadata["nbgrader"].get("grade_id")))
+                grade_id = cell.metadata["nbgrader"].get("grade_id")
+                cell.outputs = _verdict(parts.get(grade_id))
+                if grade_id in drawn:
+                    cell.outputs.append(new_output("display_data", data={
+                        "image/png": base64.b64encode(drawn[grade_id]).decode(), "text/plain": "<counterexample>"}))
         resources.setdefault("chaos_dojo", {})["result"] = result
         self.log.info("%s: %g/%g", result["submission"], result["points"], result["max_points"])
         return nb, resources

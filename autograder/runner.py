@@ -106,7 +106,8 @@ def main(argv: list[str]) -> int:
 
 def _answers(lab: ModuleType, folder: Path, create_app: Any, answer: dict) -> list[str]:
     """The answer function's answer in each world ``answer["seeds"]`` names (``lab.example_world``: the lab's
-    world, no faults, run to its end): a string, or a line saying what it raised or returned instead."""
+    world, no faults, run to its end; given as ``lab.answer_input(world)`` where the lab says what the answer
+    may see): a string, or a line saying what it raised or returned instead."""
     try:
         module = _load(folder / answer["source"], "chaos_dojo_answer")
         function = getattr(module, answer["function"])
@@ -115,7 +116,8 @@ def _answers(lab: ModuleType, folder: Path, create_app: Any, answer: dict) -> li
     said = []
     for seed in answer["seeds"]:
         try:
-            value = function(lab.example_world(create_app, seed=seed))
+            world = lab.example_world(create_app, seed=seed)
+            value = function(lab.answer_input(world) if hasattr(lab, "answer_input") else world)
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, KeyboardInterrupt):
                 raise

@@ -7,7 +7,7 @@ hidden runs (``autograder.grading.grade_service``: the hidden bank of the gradin
 which only the grader's environment holds) and judges every graded part of ``lab.PARTS``
 in its own process. Points per part come from the lab's own notebook (the source
 assignment), never from the submission. It writes one JSON result per submission and
-prints one line each::
+prints one line each, and an HTML feedback page per submission (``autograder.feedback``)::
 
     CHAOS_DOJO_GRADING_SECRET=... dojo grade submitted/ --lab 02-idempotency --out graded/
 
@@ -83,19 +83,22 @@ def points(lab_dir: Path) -> dict[str, float]:
 
 
 def grade_notebook(notebook: Path, lab_dir: Path, lab: Any, *, secret: str | None,
-                   limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+                   limits: Limits = DEFAULT_LIMITS, pictures: bool = False) -> dict[str, Any]:
     """One submission's result (see the module docstring), as JSON data."""
     try:
         handed_in: dict[str, str] | str = cells(notebook)
     except (OSError, ValueError) as exc:
         handed_in = str(exc)
-    return grade_handed_in(handed_in, lab_dir, lab, secret=secret, submission=str(notebook), limits=limits)
+    return grade_handed_in(handed_in, lab_dir, lab, secret=secret, submission=str(notebook), limits=limits,
+                           pictures=pictures)
 
 
 def grade_handed_in(handed_in: dict[str, str] | str, lab_dir: Path, lab: Any, *, secret: str | None,
-                    submission: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+                    submission: str, limits: Limits = DEFAULT_LIMITS, pictures: bool = False) -> dict[str, Any]:
     """The result of grading the cells a submission handed in (``cells_of``; or why there are none, as text):
-    ``dojo grade`` and nbgrader's autograde (``autograder.nbgrader.GradeInGrader``) both grade through here."""
+    ``dojo grade`` and nbgrader's autograde (``autograder.nbgrader.GradeInGrader``) both grade through here.
+    With ``pictures``, ``result["pictures"]`` holds PNG bytes per broken part (``autograder.feedback``): take
+    them out before writing the result as JSON."""
     started = time.monotonic()
     worth = points(lab_dir)
     result: dict[str, Any] = {"submission": submission, "lab": lab.LAB, "max_points": sum(worth.values())}
@@ -111,6 +114,10 @@ def grade_handed_in(handed_in: dict[str, str] | str, lab_dir: Path, lab: Any, *,
     rows = [{"id": p.part, "points": worth.get(p.part, 0.0) if p.ok else 0.0, "max": worth.get(p.part, 0.0),
              "passed": p.ok, "message": p.message()} for p in parts]
     result.update(points=sum(r["points"] for r in rows), parts=rows, seconds=round(time.monotonic() - started, 2))
+    if pictures:
+        from .feedback import pictures as draw
+
+        result["pictures"] = draw(parts)
     if batch is not None:
         result["process"] = {"mechanism": batch.outcome.mechanism, "how": batch.outcome.why(),
                              "seconds": round(batch.outcome.seconds, 2),
@@ -119,8 +126,11 @@ def grade_handed_in(handed_in: dict[str, str] | str, lab_dir: Path, lab: Any, *,
 
 
 def grade_command(paths: Sequence[Path], lab_name: str, out: Path, *, jobs: int, labs_root: Path,
-                  limits: Limits = DEFAULT_LIMITS) -> int:
-    """``dojo grade``: grade every submission under ``paths`` for lab ``lab_name``; write ``out/<name>.json``."""
+                  limits: Limits = DEFAULT_LIMITS, pictures: bool = True) -> int:
+    """``dojo grade``: grade every submission under ``paths`` for lab ``lab_name``; write ``out/<name>.json`` and
+    the feedback page ``out/<name>.html`` (with a picture per broken part unless ``pictures`` is false)."""
+    from .feedback import page
+
     lab_dir = labs_root / lab_name
     if not (lab_dir / "lab.py").is_file():
         known = sorted(p.name for p in labs_root.iterdir() if (p / "lab.py").is_file())
@@ -139,12 +149,14 @@ def grade_command(paths: Sequence[Path], lab_name: str, out: Path, *, jobs: int,
     out.mkdir(parents=True, exist_ok=True)
 
     def one(notebook: Path) -> dict[str, Any]:
-        return grade_notebook(notebook, lab_dir, lab, secret=secret, limits=limits)
+        return grade_notebook(notebook, lab_dir, lab, secret=secret, limits=limits, pictures=pictures)
 
     names = _names(found)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each submission's work is its own process
         for notebook, name, result in zip(found, names, pool.map(one, found)):
+            drawn = result.pop("pictures", {})
             (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+            (out / f"{name}.html").write_text(page(result, drawn))
             print(f"{notebook}: {result['points']:g}/{result['max_points']:g} "
                   + " ".join(f"{r['id']}={r['points']:g}" for r in result["parts"]))
     return 0

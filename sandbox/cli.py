@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="grade submitted lab notebooks, each in an isolated process, without an nbgrader course",
         description="Grade each submitted notebook of a lab (or every notebook under a folder): its service cell "
         "runs in a locked-down process on the hidden runs of the grading secret (CHAOS_DOJO_GRADING_SECRET), "
-        "the graded parts are judged here; one JSON result per submission.",
+        "the graded parts are judged here; one JSON result and one HTML feedback page per submission.",
     )
     grade.add_argument("submissions", metavar="SUBMISSION", nargs="+", type=Path,
                        help="a submitted .ipynb, or a folder of them")
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="real seconds one submission's process may run (default 300)")
     grade.add_argument("--memory-limit", type=_positive("a number of MiB", 3072), default=3072, metavar="MIB",
                        help="MiB of memory each of its processes may map (default 3072)")
+    grade.add_argument("--no-pictures", dest="pictures", action="store_false",
+                       help="feedback pages without the counterexample pictures (faster)")
 
     course = commands.add_parser(
         "course",
@@ -207,7 +209,7 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"dojo grade: error: {exc}", file=sys.stderr)
         return 2
     return grade_command(args.submissions, args.lab, args.out, jobs=args.jobs, labs_root=root / "labs",
-                         limits=limits)
+                         limits=limits, pictures=args.pictures)
 
 
 def _unknown(command: str, what: str, name: str, known: Sequence[str]) -> int:

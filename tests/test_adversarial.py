@@ -123,12 +123,13 @@ def test_dojo_grade_gives_every_attack_0_and_honest_work_full_marks(tmp_path):
     started = time.monotonic()
     done = subprocess.run(
         [str(Path(sys.executable).parent / "dojo"), "grade", str(submitted), "--lab", "02-idempotency", "--out", str(out),
-         "--jobs", "2", "--time-limit", str(TIME_LIMIT), "--memory-limit", str(MEMORY_LIMIT_MIB)],
+         "--jobs", "2", "--time-limit", str(TIME_LIMIT), "--memory-limit", str(MEMORY_LIMIT_MIB), "--no-pictures"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     took = time.monotonic() - started
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     _no_leak(done.stdout + done.stderr, "dojo grade's output")
     results = {p.stem.split("-lab")[0]: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert sorted(p.stem for p in out.glob("*.html")) == sorted(p.stem for p in out.glob("*.json"))
     assert sorted(results) == sorted([a.stem for a in ATTACKS] + list(HONEST))
     for name, result in results.items():
         _no_leak(json.dumps(result), f"{name}'s result")
@@ -171,7 +172,8 @@ def test_nbgrader_autograde_gives_every_attack_0_and_honest_work_full_marks(tmp_
         build(None, course / "submitted" / name / LAB.name, course)
     started = time.monotonic()
     done = _nbgrader(course, "autograde", LAB.name, f"--GradeInGrader.time_limit={TIME_LIMIT}",
-                     f"--GradeInGrader.memory_limit_mib={MEMORY_LIMIT_MIB}", check=False)
+                     f"--GradeInGrader.memory_limit_mib={MEMORY_LIMIT_MIB}", "--GradeInGrader.pictures=False",
+                     check=False)
     took = time.monotonic() - started
     log = done.stdout + done.stderr
     _no_leak(log, "autograde's log")

@@ -534,13 +534,31 @@ def test_the_answer_module_is_a_plain_cell():
 def test_an_answer_right_only_on_the_visible_bank_fails_without_showing_a_hidden_seed():
     """An answer that is right on the worlds a learner can see and wrong elsewhere: the message says so, and names
     no seed at all (no visible world shows the failure, and a hidden seed is never shown)."""
-    visible = set(seed_bank(lab.LAB, "visible", lab.REHOME_SEEDS))
+    def orders(plan):
+        return {(o["id"], o["sku"], o["qty"], o["region"]) for customer in plan for o in customer}
 
-    def memorised(world):
-        return lab.culprit(world.seed)[0] if world.seed in visible else "nobody"
+    # the answer never sees a seed (only the telemetry), so it recognises the visible worlds by their orders
+    known = [(orders(lab.order_plan(seed)), lab.culprit(seed)[0])
+             for seed in seed_bank(lab.LAB, "visible", lab.REHOME_SEEDS)]
+
+    def memorised(telemetry):
+        sent = orders([[op.value for op in telemetry.history if op.type == "invoke" and isinstance(op.value, dict)]])
+        return next((answer for plan, answer in known if plan <= sent), "nobody")
 
     with pytest.raises(AssertionError) as info:
         lab.grade_answer(memorised, load("solution").create_app)
     message = str(info.value)
     assert f"answers right on the first {lab.REHOME_SEEDS} worlds of the visible bank" in message
     assert "seed" not in message.replace("seeds", "")
+
+
+def test_the_answer_is_given_the_worlds_telemetry_and_not_the_world():
+    """slowest_dependency sees spans, the customers' requests and their names: what the lab's helpers read, and
+    not the seed (from which the culprit follows), in the notebook's try-it cell and in grading alike."""
+    world = lab.example_world(load("solution").create_app)
+    telemetry = lab.Telemetry(world)
+    assert telemetry.spans() == world.spans() and lab.slow_traces(telemetry, 5) == lab.slow_traces(world, 5)
+    assert str(world.seed) not in repr(telemetry)
+    with pytest.raises(AttributeError, match="telemetry only: spans\\(\\), history and clients; 'seed'"):
+        telemetry.seed
+    assert load_answer().slowest_dependency(telemetry) == lab.culprit(world.seed)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def test_dojo_grade_scores_a_folder_of_submissions_and_writes_a_result_each(tmp_
     assert not any(str(seed) in text for seed in seed_bank(lab, "hidden", 40, secret=secret))
     printed = capsys.readouterr().out
     assert "ada/lab.ipynb: 10/10" in printed and "bob/lab.ipynb: 0/10" in printed
+    # a feedback page each: the generated code's with a picture of each broken part, the reference's without
+    pages = {p.stem: p.read_text() for p in out.glob("*.html")}
+    assert sorted(pages) == sorted(results)
+    assert pages["bob-lab"].count("data:image/png;base64,") == 3 and "Broken: no_double_charge" in pages["bob-lab"]
+    assert "data:image/png" not in pages["ada-lab"] and "10 / 10" in pages["ada-lab"]
+    words = re.sub(r"data:image/png;base64,[^\"]*", "", pages["bob-lab"])
+    assert not any(str(seed) in words for seed in seed_bank(lab, "hidden", 40, secret=secret))
 
 
 def test_dojo_grade_grades_lab_04s_answer_too(tmp_path, monkeypatch):

@@ -808,6 +808,41 @@ def slow_traces(world: sandbox.World, n: int = 3) -> list[int]:
     return [t for _order, t, _took in order_traces(world)[:n]]
 
 
+class Telemetry:
+    """What ``slowest_dependency`` is asked about: a finished world's telemetry, and nothing else of the world.
+
+    ``spans()`` (the OpenTelemetry SDK spans), ``history`` (the customers' requests and answers) and ``clients``
+    (the customers' node names): what ``order_traces`` and ``slow_traces`` read, as on a production dashboard.
+    Not the world itself, whose seed would tell the answer; the notebook's try-it cell and grading ask the same.
+
+    Example::
+
+        slowest_dependency(Telemetry(example_world(create_app)))
+    """
+
+    __slots__ = ("_spans", "clients", "history")
+
+    def __init__(self, world: Any) -> None:
+        self._spans = tuple(world.spans())
+        self.history = tuple(world.history)
+        self.clients = tuple(world.clients)
+
+    def spans(self) -> list:
+        return list(self._spans)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"slowest_dependency is given the world's telemetry only: spans(), history and "
+                             f"clients; {name!r} is not part of it")
+
+    def __repr__(self) -> str:
+        return f"<telemetry: {len(self._spans)} spans, {len(self.history)} operations of {len(self.clients)} customers>"
+
+
+def answer_input(world: sandbox.World) -> Telemetry:
+    """What the graded answer is given about ``world`` (``autograder.runner`` asks through this)."""
+    return Telemetry(world)
+
+
 def example_world(create_app: AppFactory, index: int = 0, *, seed: int | None = None) -> sandbox.World:
     """A finished world of the lab to look at, without faults: the ``index``-th seed of the visible bank
     (or ``seed``), three customers x five orders, run to the end of its quiet phase (the notebook explores
@@ -830,7 +865,7 @@ def answer_is_right(answer: str, seed: int) -> bool:
 
     Example::
 
-        answer_is_right(slowest_dependency(world), seed)
+        answer_is_right(slowest_dependency(Telemetry(world)), seed)
     """
     if not isinstance(answer, str):
         return False
@@ -866,12 +901,13 @@ def answer_seeds(secret: str | None = None, size: int = ANSWER_SEEDS) -> list[in
 
 @grade_cell
 def grade_answer(
-    slowest_dependency: Callable[[sandbox.World], str], create_app: AppFactory, *, secret: str | None = None,
+    slowest_dependency: Callable[[Telemetry], str], create_app: AppFactory, *, secret: str | None = None,
     seeds: int = ANSWER_SEEDS,
 ) -> str:
     """What the graded answer's cell runs: in each of ``seeds`` worlds of the hidden bank (``answer_seeds``:
     drawn from ``secret`` or the grading secret, both culprits among them), run the lab's world (no faults)
-    with ``create_app`` and ask ``slowest_dependency(world)`` which dependency makes the slow orders slow.
+    with ``create_app`` and ask ``slowest_dependency(Telemetry(world))`` which dependency makes the slow orders
+    slow.
     A grade cell (see ``autograder.labs.grade_cell``): prints a one-line summary when every answer is
     right, returns nothing.
 
@@ -891,7 +927,7 @@ def grade_answer(
         world = build_world(seed, factory)
         world.run(settle=SETTLE, limit=LIMIT)
         try:
-            answer = slowest_dependency(world)
+            answer = slowest_dependency(Telemetry(world))
         except Exception as exc:  # noqa: BLE001 (a stub, or a bug: a wrong answer, said plainly)
             answer = f"<raised {type(exc).__name__}: {exc}>"
         if not answer_is_right(answer, seed):
@@ -904,7 +940,7 @@ def grade_answer(
             world = build_world(seed, factory)
             world.run(settle=SETTLE, limit=LIMIT)
             try:
-                answer = slowest_dependency(world)
+                answer = slowest_dependency(Telemetry(world))
             except Exception as exc:  # noqa: BLE001
                 answer = f"<raised {type(exc).__name__}: {exc}>"
             if not answer_is_right(answer, seed):
