@@ -175,6 +175,9 @@ class PartResult:
     error: str | None = None
     #: A graded answer that was wrong (lab 04's): how often, and the first wrong answer against the right one.
     wrong: str | None = None
+    #: The failure again in a world of the visible bank (``rehome_failures``): its seed and the line that replays
+    #: it in the learner's notebook; or how many visible worlds were tried in vain (``(None, "", tried)``).
+    replay: tuple[int | None, str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -198,6 +201,15 @@ class PartResult:
                 lines += [f"  {line}" for line in str(run.schedule).splitlines()]
             else:
                 lines.append("In a world of the hidden bank (its seed stays hidden), without any fault")
+            if self.replay is not None:
+                seed, line, tried = self.replay
+                if seed is not None:
+                    lines += [f"The same faults break it in world {seed} of the visible bank. Replay it in your "
+                              f"notebook, after the service cell:", f"  {line}"]
+                else:
+                    lines.append(f"None of the first {tried} worlds of the visible bank breaks it under these faults: "
+                                 f"look for what differs (the timing of a retry, a replica that restarts, a lost "
+                                 f"answer), not for a seed")
             return "\n".join(lines)
         if self.undecided:
             shown = list(dict.fromkeys(f"{v.invariant}: {v.summary}" for _run, v in self.undecided))
@@ -279,9 +291,43 @@ def grade_service(lab_dir: Path, lab: Any, service_source: str, *, secret: str |
         invariants = lab.invariants()
         parts = {p: names for p, names in lab.PARTS.items() if names != ("slowest_dependency",)}
     results = [judge(p, names, invariants, batch.results) for p, names in parts.items()]
+    results = rehome_failures(lab_dir, lab, service_source, results, parts, invariants, limits=limits)
     for part in answered:
         results.append(_judge_answer(lab, part, seeds, batch.answers))
     return results, batch
+
+
+def rehome_failures(lab_dir: Path, lab: Any, service_source: str, results: list[PartResult],
+                    parts: Mapping[str, Sequence[str]], invariants: Sequence[Any], *,
+                    limits: Limits = DEFAULT_LIMITS) -> list[PartResult]:
+    """Each failed part with its failure shown again in a world the learner can replay: the failing run's faults
+    and workload on the first ``REHOME_SEEDS`` seeds of the visible bank, in one more isolated batch; the first
+    that breaks the same invariant gives the part its ``replay`` (seed and a line to paste after the service
+    cell). The hidden seed is never shown."""
+    import dataclasses
+
+    from .labs import REHOME_SEEDS
+    from .seeds import seed_bank
+
+    failed = [r for r in results if r.failed is not None]
+    if not failed:
+        return results
+    seeds = seed_bank(lab.LAB, "visible", REHOME_SEEDS)
+    runs = [(seed, r.failed[0].schedule, {}) for r in failed for seed in seeds]
+    batch = run_submission(lab_dir, service_source, runs, limits=limits)
+    found: dict[str, PartResult] = {}
+    for i, r in enumerate(failed):
+        wanted = r.failed[1].invariant
+        replay: tuple[int | None, str, int] = (None, "", len(seeds))
+        for run in batch.results[i * len(seeds): (i + 1) * len(seeds)]:
+            again = judge(r.part, parts[r.part], invariants, [run]) if run.evidence is not None else None
+            if again is not None and again.failed is not None and again.failed[1].invariant == wanted:
+                schedule = f", {run.schedule!r}" if len(run.schedule) else ""
+                head = "from sandbox.faults import *; " if len(run.schedule) else ""
+                replay = (run.seed, f"{head}lab.scenario(create_app).replay({run.seed}{schedule})", len(seeds))
+                break
+        found[r.part] = dataclasses.replace(r, replay=replay)
+    return [found.get(r.part, r) for r in results]
 
 
 def _judge_answer(lab: Any, part: str, seeds: Sequence[int], answers: Sequence[str]) -> PartResult:

@@ -112,7 +112,9 @@ def grade_handed_in(handed_in: dict[str, str] | str, lab_dir: Path, lab: Any, *,
     parts, batch = grade_service(lab_dir, lab, handed_in[SERVICE_CELL], secret=secret,
                                  answer_source=handed_in.get(ANSWER_CELL), limits=limits)
     rows = [{"id": p.part, "points": worth.get(p.part, 0.0) if p.ok else 0.0, "max": worth.get(p.part, 0.0),
-             "passed": p.ok, "message": p.message()} for p in parts]
+             "passed": p.ok, "message": p.message(),
+             "replay": {"seed": p.replay[0], "line": p.replay[1]} if p.replay and p.replay[0] is not None else None}
+            for p in parts]
     result.update(points=sum(r["points"] for r in rows), parts=rows, seconds=round(time.monotonic() - started, 2))
     if pictures:
         from .feedback import pictures as draw

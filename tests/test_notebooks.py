@@ -71,14 +71,15 @@ def test_course_notebook_runs_top_to_bottom(path: Path):
 @pytest.mark.parametrize("path", LABS, ids=_id)
 def test_lab_notebook_hands_out_the_generated_code_and_its_grade_cells_fail(path: Path):
     """As shipped, the service cell is generated.py; the notebook runs to the end; only grade cells fail,
-    with an AssertionError (a counterexample), and at least one does."""
+    with NotPassed (an AssertionError that shows its counterexample, not a traceback through the grader), and at
+    least one does."""
     nb = nbformat.read(path, as_version=4)
     service = [c for c in nb.cells if _grade_id(c) == "service"]
     assert [c.source.rstrip() for c in service] == [(path.parent / "generated.py").read_text().rstrip()]
     graded = {_grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
     errors = _run(nb, path.parent)
     assert errors, "the generated code passed every grade cell"
-    assert [e for e in errors if e[1] not in graded or e[2] != "AssertionError"] == []
+    assert [e for e in errors if e[1] not in graded or e[2] != "NotPassed"] == []
 
 
 @pytest.mark.parametrize("path", LABS, ids=_id)

@@ -56,6 +56,20 @@ def test_dojo_grade_scores_a_folder_of_submissions_and_writes_a_result_each(tmp_
     assert results["ada-lab"]["process"]["how"] == "finished"
     assert results["bob-lab"]["points"] == 0.0
     assert "Broken: no_double_charge" in results["bob-lab"]["parts"][0]["message"]
+    # the failure shown again in a world of the visible bank, with the line that replays it in the notebook
+    replay = results["bob-lab"]["parts"][0]["replay"]
+    assert replay["seed"] in seed_bank(lab, "visible", 8)
+    assert replay["line"].startswith("from sandbox.faults import *; lab.scenario(create_app).replay(")
+    assert replay["line"] in results["bob-lab"]["parts"][0]["message"]
+    from autograder.labs import load_module
+
+    module = load_module(LABS / lab, "lab", "chaos_dojo_submissions_test.lab")
+    namespace = {"lab": module, "create_app": load_module(LABS / lab, "generated", "chaos_dojo_submissions_test").create_app}
+    head, _, call = replay["line"].rpartition("; ")
+    exec(head, namespace)
+    run = eval(call, namespace)  # what the learner pastes: the same invariant breaks
+    assert any(v.invariant.startswith("no_double_charge") and v.outcome.name == "FAIL"
+               for v in run.check(module.invariants()))
     assert results["cy-lab"]["points"] == 0 and "is not a Jupyter notebook" in results["cy-lab"]["parts"][0]["message"]
     assert "has no service cell" in results["dee-lab"]["parts"][0]["message"]
     text = json.dumps(results)
