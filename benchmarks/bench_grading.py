@@ -111,7 +111,7 @@ def dojo_grade(tmp: Path, count: int) -> tuple[float, dict[str, float], list[tup
 
 def nbgrader_autograde(tmp: Path, count: int) -> tuple[float, dict[str, float]]:
     course = tmp / "course"
-    course.mkdir()
+    course.mkdir(parents=True)
     shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
     shutil.copytree(LAB, course / "labs" / LAB.name, ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "CHAOS_DOJO_GRADING_SECRET": SECRET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
