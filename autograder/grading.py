@@ -204,8 +204,9 @@ class PartResult:
             if self.replay is not None:
                 seed, line, tried = self.replay
                 if seed is not None:
-                    lines += [f"The same faults break it in world {seed} of the visible bank. Replay it in your "
-                              f"notebook, after the service cell:", f"  {line}"]
+                    lines.append(f"The same faults break it in world {seed} of the visible bank. Replay it in your "
+                                 f"notebook, after the service cell:")
+                    lines += [f"  {statement}" for statement in line.split("; ")]
                 else:
                     lines.append(f"None of the first {tried} worlds of the visible bank breaks it under these faults: "
                                  f"look for what differs (the timing of a retry, a replica that restarts, a lost "

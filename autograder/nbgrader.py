@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ from nbgrader.preprocessors import (
     OverwriteCells,
 )
 from traitlets import Bool, Float, Integer, Unicode
+
+#: Pixels and characters of a notebook's column on nbgrader's feedback pages: pictures and messages fit in them.
+FEEDBACK_WIDTH = 880
+FEEDBACK_COLUMNS = 100
 
 #: Seconds nbgrader lets one cell of a lab notebook run (see ``configure``).
 GRADE_CELL_TIMEOUT = 180
@@ -141,9 +146,11 @@ class GradeInGrader(NbGraderPreprocessor):
             if utils.is_grade(cell):
                 grade_id = cell.metadata["nbgrader"].get("grade_id")
                 cell.outputs = _verdict(parts.get(grade_id))
-                if grade_id in drawn:
-                    cell.outputs.append(new_output("display_data", data={
-                        "image/png": base64.b64encode(drawn[grade_id]).decode(), "text/plain": "<counterexample>"}))
+                if grade_id in drawn:  # shown no wider than a notebook's column, as nbgrader's feedback pages are
+                    cell.outputs.append(new_output(
+                        "display_data",
+                        data={"image/png": base64.b64encode(drawn[grade_id]).decode(), "text/plain": "<counterexample>"},
+                        metadata={"image/png": {"width": min(_png_width(drawn[grade_id]), FEEDBACK_WIDTH)}}))
         resources.setdefault("chaos_dojo", {})["result"] = result
         self.log.info("%s: %g/%g", result["submission"], result["points"], result["max_points"])
         return nb, resources
@@ -157,8 +164,20 @@ def _verdict(row: dict | None) -> list[Any]:
         return [new_output("error", ename="NotGraded", evalue=message, traceback=[message])]
     if row["passed"]:
         return [new_output("stream", name="stdout", text=row["message"] + "\n")]
-    lines = row["message"].splitlines() or ["Not passed"]
+    # nbconvert shows an error's lines unwrapped, cut at the page's edge: wrapped here, at spaces only (a replay
+    # line then goes on inside its parentheses, and still pastes as Python)
+    lines = [wrapped for line in row["message"].splitlines() for wrapped in _wrap(line)] or ["Not passed"]
     return [new_output("error", ename="NotPassed", evalue=lines[0], traceback=lines)]
+
+
+def _wrap(line: str) -> list[str]:
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    return textwrap.wrap(line, FEEDBACK_COLUMNS, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False) or [""]
+
+
+def _png_width(png: bytes) -> int:
+    return int.from_bytes(png[16:20], "big")  # the IHDR chunk's width
 
 
 def autograde_preprocessors() -> list[type]:

@@ -180,6 +180,15 @@ def test_each_lab_through_nbgrader_scores_the_release_0_and_the_reference_full_m
     _nbgrader(course, "generate_feedback", lab.name)
     pages = {s: course / "feedback" / s / lab.name / "lab.html" for s in ("as-released", "reference", "logging")}
     assert all(p.is_file() for p in pages.values()), sorted(map(str, course.glob("feedback/**/*")))
+    # what the feedback shows fits a notebook's column: error lines wrapped, pictures no wider than it
+    from autograder.nbgrader import FEEDBACK_COLUMNS, FEEDBACK_WIDTH
+
+    graded = nbformat.read(course / "autograded" / "as-released" / lab.name / "lab.ipynb", as_version=4)
+    outputs = [o for c in graded.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    lines = [line for o in outputs if o.output_type == "error" for line in o.traceback]
+    assert lines and all(len(line) <= FEEDBACK_COLUMNS or " " not in line.strip() for line in lines), lines
+    pictures = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert pictures and all(o.metadata["image/png"]["width"] <= FEEDBACK_WIDTH for o in pictures)
     page = pages["as-released"].read_text()
     assert "Broken: " in page and "Traceback (most recent call last)" not in page and "grading.py" not in page
     hidden = seed_bank(lab.name, "hidden", lab_module(lab).HIDDEN, secret=secret)
