@@ -116,6 +116,7 @@ class GradeInGrader(NbGraderPreprocessor):
     pictures = Bool(True, help="Show each broken part's counterexample picture in its grade cell.").tag(config=True)
 
     def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
+        from .isolation import Limits
         from .labs import load_module
         from .seeds import GRADING_SECRET_ENV
         from .submissions import cells_of, grade_handed_in
@@ -129,8 +130,6 @@ class GradeInGrader(NbGraderPreprocessor):
         secret = os.environ.get(GRADING_SECRET_ENV) or None
         if secret is None:
             self.log.warning("%s is not set: grading on the public default hidden bank", GRADING_SECRET_ENV)
-        from .isolation import Limits
-
         limits = Limits(wall=self.time_limit, memory=self.memory_limit_mib * 1024**2)
         result = grade_handed_in(cells_of(nb.cells), lab_dir, lab, secret=secret, limits=limits,
                                  submission=f"{resources['nbgrader']['student']}/{assignment}",
