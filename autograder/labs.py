@@ -121,6 +121,7 @@ def service_factory(create_app: Callable[[], Any]) -> Callable[[], Any]:
     if not lines:
         return create_app
     source = "".join(lines)
+    _warn_if_refused(source)
     compiled = compile(source, code.co_filename, "exec", dont_inherit=True)
     name = create_app.__name__
 
@@ -151,6 +152,20 @@ def service_factory(create_app: Callable[[], Any]) -> Callable[[], Any]:
     fresh_replica.__qualname__ = create_app.__qualname__
     fresh_replica.__name__ = name
     return fresh_replica
+
+
+class GradingWarning(UserWarning):
+    """Code that runs here but that grading will refuse (``autograder.policy``)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_if_refused(source: str) -> None:
+    """Say once per version of a service cell, while the learner works, what grading would refuse in it."""
+    from .policy import check as policy
+
+    refused = policy(source)
+    if refused is not None:
+        warnings.warn(GradingWarning(f"grading will refuse this service: {refused}"), stacklevel=4)
 
 
 def select(invariants: Sequence[Any], only: Sequence[str]) -> list[Any]:

@@ -120,3 +120,25 @@ def create_app():
     return app
 '''
     assert check(source) is None
+
+
+def test_a_learner_meets_the_rule_while_working_not_first_in_their_grade():
+    """A service cell the grader would refuse runs in the learner's own notebook (it is theirs to try), with a
+    warning that says what grading will refuse; lab.grade refuses it as grading does."""
+    import linecache
+    import warnings
+
+    from autograder.labs import GradingWarning, grader, service_factory
+    from sandbox.explore import Passed
+
+    source = "import os\n\n\ndef create_app():\n    return None\n"
+    filename = "<policy-test-cell>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, filename, "exec"), namespace)
+    with pytest.warns(GradingWarning, match="grading will refuse this service: .*`import os`"):
+        service_factory(namespace["create_app"])
+    grade = grader(lambda *args, **kwargs: Passed(), lab="02-idempotency")
+    with warnings.catch_warnings(), pytest.raises(AssertionError, match="Refused, as grading will refuse it"):
+        warnings.simplefilter("ignore")
+        grade(namespace["create_app"])
