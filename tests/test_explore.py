@@ -431,3 +431,32 @@ def test_a_run_stopped_by_its_wall_clock_limit_is_a_counterexample_found_fast_an
     assert found.runs == 2 and found.workload == {"clients": 2} and len(found.schedule) == 1
     assert "the run never finished" in found.verdict.summary and "'GET /spin'" in found.verdict.summary
     assert "Unfinished:" not in str(found)
+
+
+def test_exploring_writes_nothing_into_the_current_folder(tmp_path):
+    """Hypothesis caches what it collects from the code in `.hypothesis/` under the current folder (beside a lab
+    notebook, or in the checkout); exploring keeps it in the user's cache folder instead, unless the user chose
+    one with HYPOTHESIS_STORAGE_DIRECTORY."""
+    import os
+    import subprocess
+    import sys
+
+    here, home = tmp_path / "notebooks", tmp_path / "home"
+    here.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("HYPOTHESIS_STORAGE_DIRECTORY", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    code = (
+        "from sandbox.checkers import no_double_charge\n"
+        "from sandbox.examples.order_system import scenario\n"
+        "from sandbox.explore import explore\n"
+        "from sandbox.strategies import schedules\n"
+        "found = explore(scenario, [no_double_charge()], seeds=range(3), "
+        "schedules=schedules(['orders', 'payments', 'inventory']), workers=1)\n"
+        "print(type(found).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=here, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list(here.iterdir()) == []
+    assert (home / ".cache" / "chaos-dojo" / "hypothesis").is_dir()

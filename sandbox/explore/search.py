@@ -19,7 +19,7 @@ from ..faults.coverage import coverage
 from ..faults.specs import Schedule
 from .counterexample import Counterexample, Passed
 from .scenario import Invariant, Run, Scenario, _first_failure
-from .shrinking import _shrink, _size
+from .shrinking import _shrink, _size, hypothesis_storage
 
 
 def _schedule_for(schedules: Any, index: int, seed: int) -> Schedule:
@@ -312,6 +312,7 @@ def _explore_hypothesis(
     """Hypothesis draws (seed, schedule) pairs and, on a failure, shrinks both itself for up to ``budget``
     runs (after that every candidate counts as passing, which ends Hypothesis' shrinking); then the greedy
     pass shrinks the workload and makes the schedule 1-minimal."""
+    hypothesis_storage()
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
     from hypothesis.errors import HypothesisException

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 from ..checkers.verdict import Outcome, Verdict
@@ -106,9 +107,24 @@ def _smaller(a: tuple[Schedule, dict[str, int]], b: tuple[Schedule, dict[str, in
     return _size(a) < _size(b)
 
 
+def hypothesis_storage() -> None:
+    """Keep Hypothesis' files out of the learner's folders.
+
+    With ``database=None`` Hypothesis keeps no example database, but it still caches the constants it collects
+    from the code under test in ``.hypothesis/`` under the current folder: beside a lab notebook, or in the
+    checkout when the tests run. A counterexample depends on its seed alone, so that cache belongs with the
+    user's caches (``$XDG_CACHE_HOME/chaos-dojo/hypothesis``, by default ``~/.cache/...``). Set before
+    Hypothesis first needs a folder (it reads ``HYPOTHESIS_STORAGE_DIRECTORY`` then); one the user set wins.
+    """
+    if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(cache, "chaos-dojo", "hypothesis")
+
+
 def _shrink_hypothesis(schedule: Schedule, workload: dict[str, int], attempt: Callable) -> None:
     """Let Hypothesis search sub-schedules and smaller workloads, and shrink what fails
     (``attempt`` keeps the smallest failing candidate, and answers "passes" once the budget is spent)."""
+    hypothesis_storage()
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis import strategies as st
     from hypothesis.errors import HypothesisException
