@@ -41,7 +41,29 @@ _COMPACT_JSON = _json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Headers(dict):
-    """Response headers: a dict with lower-cased names, read case-insensitively."""
+    """Response headers: a dict with lower-cased names, read case-insensitively. A header sent more than once
+    (``Set-Cookie``) reads as httpx reads it: ``headers[name]`` joins the values with ", ", and
+    ``headers.get_list(name)`` gives each one; ``multi_items()`` gives every (name, value) in order."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__()
+        self._items: list[tuple[str, str]] = []
+        for name, value in (items.items() if isinstance(items, Mapping) else items):
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        """Add one header line (after any of the same name)."""
+        key = name.lower()
+        self._items.append((key, value))
+        dict.__setitem__(self, key, f"{dict.__getitem__(self, key)}, {value}" if dict.__contains__(self, key) else value)
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of header ``name``, in the order they came."""
+        key = name.lower()
+        return [v for k, v in self._items if k == key]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        return list(self._items)
 
     def __getitem__(self, name: str) -> str:
         return dict.__getitem__(self, name.lower())
@@ -230,9 +252,7 @@ class HttpClient(_Methods):
             raise
         if span is not None:
             tracing.end_client_span(span, status, None)
-        hdrs = Headers()
-        for name, value in raw_headers:
-            hdrs[name.decode("latin-1")] = value.decode("latin-1")
+        hdrs = Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers)
         return Response(status, hdrs, body, request.method, url, world.env.now - started)
 
 
@@ -275,7 +295,7 @@ class LocalHttpClient(_Methods):
                 content=request.body,
                 headers=[(k.decode(), v.decode()) for k, v in request.headers if k not in (b"content-length", b"host")],
             )
-        hdrs = Headers({k.lower(): v for k, v in r.headers.items()})
+        hdrs = Headers(r.headers.multi_items())
         return Response(r.status_code, hdrs, r.content, request.method, url, 0.0)
 
 

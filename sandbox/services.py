@@ -26,6 +26,7 @@ from collections.abc import Callable
 from contextvars import copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import sniffio
 from simpy.events import Event
@@ -206,7 +207,7 @@ class Instance(Node):
             "http_version": "1.1",
             "method": request.method,
             "scheme": "http",
-            "path": request.path,
+            "path": unquote(request.path),  # as uvicorn: decoded (a%20b is "a b"); raw_path keeps what was sent
             "raw_path": request.path.encode(),
             "root_path": "",
             "query_string": request.query_string,
@@ -266,13 +267,21 @@ class _Exchange:
         if task.error is not None:
             world.record_error(instance, f"{self.request.method} {self.request.path}", task.error)
             if self.status is None:
-                self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain")], b"Internal Server Error"
-        elif self.status is None:
-            self.status, self.headers, self.body = 500, [], b"the app returned without sending a response"
+                self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain; charset=utf-8")], \
+                    b"Internal Server Error"
+        elif self.status is None:  # as uvicorn: the error in the server's log, a plain 500 to the client
+            world.record_error(instance, f"{self.request.method} {self.request.path}",
+                               RuntimeError("the app returned without sending a response"))
+            self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain; charset=utf-8")], \
+                b"Internal Server Error"
         self.respond()
         if self.span is not None:  # as OpenTelemetry's ASGI instrumentation: the span covers the whole call
             route = getattr(self.scope.get("route"), "path", None)
             world.tracing.end_server_span(self.span, self.status, task.error, route)
+
+
+#: Statuses whose responses carry no body (RFC 9110), whatever the app writes.
+_NO_BODY = frozenset({204, 304})
 
 
 async def _serve(app: Any, scope: dict[str, Any], body: bytes, exchange: _Exchange) -> None:
@@ -299,7 +308,10 @@ async def _serve(app: Any, scope: dict[str, Any], body: bytes, exchange: _Exchan
             exchange.status = message["status"]
             exchange.headers = list(message.get("headers", ()))
         elif kind == "http.response.body":
-            exchange.body += message.get("body", b"")
+            # as a server does: no body for HEAD, nor for 204, 304 and 1xx (the headers stay as written)
+            if exchange.request.method != "HEAD" and exchange.status not in _NO_BODY and not (
+                    exchange.status is not None and exchange.status < 200):
+                exchange.body += message.get("body", b"")
             if not message.get("more_body", False) and exchange.status is not None:
                 exchange.respond()
 
