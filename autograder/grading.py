@@ -314,12 +314,16 @@ def rehome_failures(lab_dir: Path, lab: Any, service_source: str, results: list[
     if not failed:
         return results
     seeds = seed_bank(lab.LAB, "visible", REHOME_SEEDS)
-    runs = [(seed, r.failed[0].schedule, {}) for r in failed for seed in seeds]
+    # parts that broke in the same run share its faults: each schedule is tried once
+    schedules = list(dict.fromkeys(repr(r.failed[0].schedule) for r in failed))
+    distinct = {repr(r.failed[0].schedule): r.failed[0].schedule for r in failed}
+    runs = [(seed, distinct[key], {}) for key in schedules for seed in seeds]
     batch = run_submission(lab_dir, service_source, runs, limits=limits)
     found: dict[str, PartResult] = {}
-    for i, r in enumerate(failed):
+    for r in failed:
         wanted = r.failed[1].invariant
         replay: tuple[int | None, str, int] = (None, "", len(seeds))
+        i = schedules.index(repr(r.failed[0].schedule))
         for run in batch.results[i * len(seeds): (i + 1) * len(seeds)]:
             again = judge(r.part, parts[r.part], invariants, [run]) if run.evidence is not None else None
             if again is not None and again.failed is not None and again.failed[1].invariant == wanted:

@@ -114,13 +114,10 @@ def service_factory(create_app: Callable[[], Any]) -> Callable[[], Any]:
     """
     if getattr(create_app, "__chaos_dojo_cell__", None) is not None:
         return create_app
-    code = getattr(create_app, "__code__", None)
-    if getattr(create_app, "__module__", None) != "__main__" or code is None:
+    source = cell_source(create_app)
+    if source is None:
         return create_app
-    lines = linecache.getlines(code.co_filename)
-    if not lines:
-        return create_app
-    source = "".join(lines)
+    code = create_app.__code__
     _warn_if_refused(source)
     compiled = compile(source, code.co_filename, "exec", dont_inherit=True)
     name = create_app.__name__
