@@ -211,7 +211,10 @@ class AutoSpan(trace.Span):
     def __init__(self, tracing: Tracing, node: str, name: str, kind: SpanKind, parent: trace.SpanContext | None, attributes: dict[str, Any]) -> None:
         generator = tracing.id_generator
         trace_id = parent.trace_id if parent is not None else generator.generate_trace_id()
-        self._context = trace.SpanContext(trace_id, generator.generate_span_id(), is_remote=False, trace_flags=_SAMPLED)
+        self._context = trace.SpanContext(
+            trace_id, generator.generate_span_id(), is_remote=False, trace_flags=_SAMPLED,
+            trace_state=parent.trace_state if parent is not None else None,  # W3C tracestate travels with the trace
+        )
         self._tracing = tracing
         self.node = node
         self._name = name

@@ -184,6 +184,47 @@ def test_traceparent_travels_in_the_http_headers():
     assert match.group(2) == format(orders_call.context.span_id, "016x")
 
 
+def tracestate_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/continue")
+    async def continue_trace(http: sandbox.HttpClient = Depends(sandbox.http_client), tracer=Depends(sandbox.tracer)):
+        # a trace continued from a carrier that holds a vendor's tracestate (a gateway's, say)
+        carrier = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "congo=t61rcWkgMzE"}
+        with tracer.start_as_current_span("work", context=TraceContextTextMapPropagator().extract(carrier)):
+            r = await http.get("http://payments/echo")
+        return r.json()
+
+    @app.get("/echo")
+    async def echo(request: Request):
+        return {"tracestate": request.headers.get("tracestate"), "traceparent": request.headers.get("traceparent")}
+
+    return app
+
+
+def test_tracestate_travels_with_the_trace():
+    """W3C tracestate goes out with traceparent: the callee receives it and its server span carries it, as the
+    exported client span does (before, the client span showed it and the request did not carry it)."""
+    world = sandbox.World(3, tracing=True)
+    world.add_service("orders", tracestate_app)
+    world.add_service("payments", tracestate_app)
+    out: dict = {}
+
+    async def one_request(client: sandbox.Client) -> None:
+        out["body"] = (await client.http.get("http://orders/continue")).json()
+
+    world.add_client("shopper", one_request)
+    world.run()
+    assert out["body"]["tracestate"] == "congo=t61rcWkgMzE"
+    assert out["body"]["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    continued = [s for s in world.spans() if format(s.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"]
+    by_name = {s.name: s for s in continued}
+    assert sorted(by_name) == ["GET", "GET /echo", "work"]
+    for name in ("work", "GET", "GET /echo"):
+        assert by_name[name].context.trace_state.to_header() == "congo=t61rcWkgMzE", name
+    assert by_name["GET /echo"].parent.span_id == by_name["GET"].context.span_id
+
+
 def test_user_spans_nest_under_the_server_span():
     """A span started with the tracer dependency is a child of the request's SERVER span."""
     world, _ = place_one_order()
