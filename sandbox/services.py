@@ -165,7 +165,17 @@ class Instance(Node):
     def on_start(self) -> None:
         self.ready = False
         self._state = {}
-        self.app = self.service.build_app(self)
+        if self.epoch == 0:  # the first start, while the world is built: an error is the caller's to see
+            self.app = self.service.build_app(self)
+        else:
+            try:
+                self.app = self.service.build_app(self)
+            except Exception as exc:
+                # As a process whose start-up fails: this replica stays down (until a later restart), the error
+                # goes to the world's errors as a server's log would show it, and the run goes on.
+                self.world.record_error(self, "create_app() at its restart (the replica stays down)", exc)
+                self.crash()
+                return
         self.world.record("service.start", self.name)
         self.spawn_soon(lambda: _lifespan(self), f"{self.name} lifespan", self._lifespan_done)
 

@@ -548,6 +548,40 @@ def test_kill_loses_memory_keeps_storage_and_restarts_after_restart_after():
     ]
 
 
+def test_a_create_app_that_raises_at_a_restart_leaves_that_replica_down_and_says_why():
+    """A replica whose create_app() fails when a Kill restarts it stays down, as a process whose start-up fails:
+    the run goes on, the other replica serves, the world's errors name the replica, the restart and the error,
+    and a later restart tries again. (Before, the error escaped world.run() naming neither, and the replica was
+    left marked up with no app.)"""
+    builds = {"n": 0}
+
+    def flaky_app() -> FastAPI:
+        builds["n"] += 1
+        if builds["n"] == 3:  # two replicas build at the start; the first restart fails, the second works
+            raise ValueError("settings file missing")
+        return counter_app()
+
+    world = sandbox.World(seed=1)
+    world.add_database(DB)
+    world.add_service("counter", flaky_app, replicas=2, isolate_module=False)
+    steady(world, "c", "http://counter/calls/{i}", until=2.0, every=0.02, method="POST")
+    world.inject(Schedule([Kill("counter-1", start=0.3, restart_after=0.2)]))
+    world.run(until=1.0)
+    (error,) = world.errors
+    assert (error.time, error.node, error.type, error.message) == (0.5, "counter-1", "ValueError", "settings file missing")
+    assert "restart" in error.where and "stays down" in error.where
+    assert "flaky_app" in error.traceback
+    replica = world.services["counter"].instances[1]
+    assert not replica.alive and replica.app is None
+    world.restart("counter-1")  # a later restart tries again, and this time the app builds
+    world.run()
+    lifecycle = [(e[0], e[1]) for e in world.recorder.log if e[1] in ("node.crash", "node.restart") and e[2] == "counter-1"]
+    assert lifecycle == [(0.3, "node.crash"), (0.5, "node.restart"), (0.5, "node.crash"), (1.0, "node.restart")]
+    assert replica.alive and replica.app is not None
+    assert len(world.errors) == 1
+    assert {kind for _t, kind, _v in outcomes(world, "c")} <= {"ok", "info"}
+
+
 def test_disk_loss_restarts_a_replica_with_an_empty_disk_and_keeps_the_database():
     """DiskLoss at 0.3 (restart after 0.2): the replica is down until 0.5 and comes back with nothing on its disk
     from before 0.3, while the database (a node of its own) keeps every row; later writes reach the new disk."""
