@@ -1,8 +1,10 @@
 """HTTP between simulated nodes: the client services use to call each other.
 
 ``HttpClient`` looks like ``httpx.AsyncClient`` (``get``, ``post``, ``put``,
-``patch``, ``delete``, ``request``; ``json=``, ``headers=``, ``params=``,
-``timeout=``) and returns a ``Response`` that looks like ``httpx.Response``. The
+``patch``, ``delete``, ``request``; ``json=``, ``content=``, ``data=``, ``files=``,
+``headers=``, ``params=``, ``timeout=``) and returns a ``Response`` that looks like
+``httpx.Response``. The request is the one httpx would send (its percent-encoding, its
+default headers in its order, its bodies; a gzip or deflate response is decoded). The
 host of the URL is a service name (``http://payments/charges``), resolved to one of
 its replicas by a seeded load-balancing draw; a node name (``http://payments-1/``)
 addresses one replica. The request crosses the simulated network, so it can be
@@ -21,9 +23,11 @@ In a service, get one through FastAPI's ``Depends``::
 from __future__ import annotations
 
 import json as _json
-from collections.abc import Iterable, Mapping
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import httpx
 
@@ -37,7 +41,6 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 5.0
 
 _UNSET: Any = object()
-_COMPACT_JSON = _json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Headers(dict):
@@ -129,7 +132,8 @@ class HttpRequest:
 
 
 def split_url(url: str) -> tuple[str, str, str]:
-    """``"http://payments/charges?x=1"`` -> ``("payments", "/charges", "x=1")``."""
+    """``"http://payments/charges?x=1"`` -> ``("payments", "/charges", "x=1")``, percent-encoded as httpx sends
+    it (``"/a b/é"`` -> ``"/a%20b/%C3%A9"``; dot segments resolved; a fragment dropped)."""
     if not isinstance(url, str) or not url.startswith("http://"):
         raise InvalidParameterError(
             f"url={url!r}: call another service as 'http://SERVICE/path', e.g. 'http://payments/charges'"
@@ -137,12 +141,48 @@ def split_url(url: str) -> tuple[str, str, str]:
     rest = url[7:]
     slash = rest.find("/")
     if slash < 0:
-        host, path = rest, "/"
+        host, target = rest, "/"
     else:
-        host, path = rest[:slash], rest[slash:]
+        host, target = rest[:slash], rest[slash:]
     host = host.split(":", 1)[0]
-    path, _, query = path.partition("?")
+    if not _PLAIN_TARGET.fullmatch(target) or "/." in target.partition("?")[0]:
+        # Anything httpx would change on the way out (spaces, non-ASCII, a stray %, a fragment, dot segments):
+        # let httpx's own URL parser encode it, so the callee receives what it would from httpx.
+        try:
+            target = httpx.URL(url).raw_path.decode("ascii")
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise InvalidParameterError(f"url={url!r} is not a valid URL ({exc})") from None
+    path, _, query = target.partition("?")
     return host, path, query
+
+
+#: A request target (path and query) that httpx sends unchanged: only characters it does not escape, and
+#: well-formed percent escapes. Others take the slower, exact path through httpx.URL.
+_PLAIN_TARGET = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
+
+#: The headers an ``httpx.AsyncClient`` sends with every request, in its order (``Host`` goes before them).
+#: Accept-Encoding is what httpx sends without its optional decoders, on every machine, so that a world replays
+#: the same wherever it runs.
+DEFAULT_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"accept", b"*/*"),
+    (b"accept-encoding", b"gzip, deflate"),
+    (b"connection", b"keep-alive"),
+    (b"user-agent", f"python-httpx/{httpx.__version__}".encode()),
+)
+
+#: Methods for which httpx sends ``Content-Length: 0`` when there is no body.
+_LENGTH_ALWAYS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _encode_json(json: Any) -> bytes:
+    """The body httpx sends for ``json=``: compact, UTF-8, no NaN or infinity."""
+    try:
+        return _json.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            f"json={json!r} is not JSON-serialisable ({exc}); send plain dicts, lists, str, finite "
+            f"numbers (for a pydantic model use model.model_dump(mode='json'))"
+        ) from None
 
 
 def build_request(
@@ -151,36 +191,96 @@ def build_request(
     *,
     json: Any = _UNSET,
     content: bytes | str | None = None,
+    data: Mapping[str, Any] | None = None,
+    files: Any = None,
     headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-    params: Mapping[str, Any] | None = None,
+    params: Any = None,
+    boundary: Callable[[], str] | None = None,
 ) -> HttpRequest:
+    """The request httpx would send: its target encoding, its default headers and their order, its bodies.
+
+    ``params`` replaces the URL's query, as in httpx. ``data=`` sends a form (``files=`` too: multipart, whose
+    boundary comes from ``boundary()``, so that it is drawn from the world's seeded streams).
+    """
+    method = method.upper()
     host, path, query = split_url(url)
-    if params:
-        extra = urlencode(params, doseq=True)
-        query = f"{query}&{extra}" if query else extra
-    raw_headers: list[tuple[bytes, bytes]] = []
+    if params is not None:
+        query = str(httpx.QueryParams(params))
+    user: list[tuple[bytes, bytes]] = []
     if headers:
         items = headers.items() if isinstance(headers, Mapping) else headers
         for name, value in items:
-            raw_headers.append((str(name).lower().encode("latin-1"), str(value).encode("latin-1")))
-    if json is not _UNSET:
-        if content is not None:
-            raise InvalidParameterError("pass either json= or content=, not both")
+            try:
+                user.append((str(name).lower().encode("ascii"), str(value).encode("latin-1")))
+            except UnicodeEncodeError:
+                raise InvalidParameterError(
+                    f"header {name!r}: {value!r} cannot be sent: header names are ASCII and values Latin-1 on the "
+                    f"wire; percent-encode the value (urllib.parse.quote) or send it in the body"
+                ) from None
+    given = {name for name, _ in user}
+    if json is _UNSET:
+        json = None  # as in httpx, json=None sends no body
+    if sum(x is not None for x in (content, json)) + bool(data) > 1:
+        raise InvalidParameterError("pass one of json=, content= or data= (with files=, a form), not several")
+    body_headers: list[tuple[bytes, bytes]] = []
+    if json is not None:
+        body = _encode_json(json)
+        body_headers.append((b"content-type", b"application/json"))
+    elif data or files:
+        if files is not None and b"content-type" not in given:
+            mark = boundary() if boundary is not None else "chaos-dojo-boundary"
+            body_headers.append((b"content-type", f"multipart/form-data; boundary={mark}".encode("ascii")))
         try:
-            body = _COMPACT_JSON(json).encode()
-        except TypeError as exc:
+            encoded = httpx.Request(method, "http://h/", data=data, files=files,
+                                    headers=[(k, v) for k, v in user + body_headers if k == b"content-type"])
+            body = encoded.read()
+        except (TypeError, ValueError) as exc:
             raise InvalidParameterError(
-                f"json={json!r} is not JSON-serialisable ({exc}); send plain dicts, lists, str, "
-                f"numbers (for a pydantic model use model.model_dump(mode='json'))"
+                f"data={data!r}, files={files!r}: not a form httpx can send ({exc}); data is a dict of str values, "
+                f"files a dict of name: bytes or (filename, bytes, content_type)"
             ) from None
-        raw_headers.append((b"content-type", b"application/json"))
+        if not body_headers:
+            body_headers.append((b"content-type", encoded.headers["content-type"].encode("latin-1")))
     elif content is None:
         body = b""
+    elif isinstance(content, str):
+        body = content.encode("utf-8")
+    elif isinstance(content, (bytes, bytearray, memoryview)):
+        body = bytes(content)
     else:
-        body = content.encode() if isinstance(content, str) else bytes(content)
-    raw_headers.append((b"content-length", str(len(body)).encode()))
-    raw_headers.append((b"host", host.encode("latin-1")))
-    return HttpRequest(method.upper(), host, path, query.encode("latin-1"), raw_headers, body, url)
+        raise InvalidParameterError(
+            f"content={content!r}: pass bytes or str (for JSON use json=, for a form data=)"
+        )
+    raw_headers: list[tuple[bytes, bytes]] = [(b"host", host.encode("latin-1"))]
+    if not body and method in _LENGTH_ALWAYS and b"content-length" not in given and b"transfer-encoding" not in given:
+        raw_headers.append((b"content-length", b"0"))
+    raw_headers.extend(h for h in DEFAULT_HEADERS if h[0] not in given)
+    raw_headers.extend(user)
+    if body and b"content-length" not in given:
+        raw_headers.append((b"content-length", str(len(body)).encode()))
+    raw_headers.extend(h for h in body_headers if h[0] not in given)
+    return HttpRequest(method, host, path, query.encode("latin-1"), raw_headers, body, url)
+
+
+def decode_content(encoding: str, body: bytes) -> bytes:
+    """The body as httpx's ``response.content`` gives it: gzip and deflate undone (in the reverse of the order
+    they were applied), any other coding left as it came.
+
+    Raises:
+        httpx.DecodingError: the body is not what its Content-Encoding says, as httpx raises it.
+    """
+    for coding in reversed([c.strip().lower() for c in encoding.split(",")]):
+        try:
+            if coding in ("gzip", "x-gzip"):
+                body = zlib.decompress(body, zlib.MAX_WBITS | 16)
+            elif coding == "deflate":
+                try:
+                    body = zlib.decompress(body)
+                except zlib.error:
+                    body = zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send it
+        except zlib.error as exc:
+            raise httpx.DecodingError(f"the body is not valid {coding} ({exc})") from None
+    return body
 
 
 def check_timeout(timeout: Any) -> float | None:
@@ -223,8 +323,10 @@ class HttpClient(_Methods):
         *,
         json: Any = _UNSET,
         content: bytes | str | None = None,
+        data: Mapping[str, Any] | None = None,
+        files: Any = None,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
+        params: Any = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
         """Send one request and wait (in virtual time) for its response.
@@ -236,8 +338,11 @@ class HttpClient(_Methods):
         node = self._node
         node.check_alive()
         timeout = check_timeout(timeout)
-        request = build_request(method, url, json=json, content=content, headers=headers, params=params)
         world = node.world
+        request = build_request(
+            method, url, json=json, content=content, data=data, files=files, headers=headers, params=params,
+            boundary=lambda: format(world.streams[f"multipart/{node.name}"].getrandbits(128), "032x"),
+        )
         target = world._route(request.host, node)
         tracing = world.tracing
         span = tracing.client_span(node, request) if tracing is not None else None
@@ -253,6 +358,8 @@ class HttpClient(_Methods):
         if span is not None:
             tracing.end_client_span(span, status, None)
         hdrs = Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers)
+        if "content-encoding" in hdrs:
+            body = decode_content(hdrs["content-encoding"], body)
         return Response(status, hdrs, body, request.method, url, world.env.now - started)
 
 
@@ -274,12 +381,17 @@ class LocalHttpClient(_Methods):
         *,
         json: Any = _UNSET,
         content: bytes | str | None = None,
+        data: Mapping[str, Any] | None = None,
+        files: Any = None,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
+        params: Any = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
         check_timeout(timeout)
-        request = build_request(method, url, json=json, content=content, headers=headers, params=params)
+        request = build_request(
+            method, url, json=json, content=content, data=data, files=files, headers=headers, params=params,
+            boundary=lambda: os.urandom(16).hex(),
+        )
         app = self._services.get(request.host)
         if app is None:
             known = sorted(self._services)
@@ -293,7 +405,7 @@ class LocalHttpClient(_Methods):
                 request.method,
                 request.path + (f"?{request.query_string.decode()}" if request.query_string else ""),
                 content=request.body,
-                headers=[(k.decode(), v.decode()) for k, v in request.headers if k not in (b"content-length", b"host")],
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers if k not in (b"content-length", b"host")],
             )
         hdrs = Headers(r.headers.multi_items())
         return Response(r.status_code, hdrs, r.content, request.method, url, 0.0)
