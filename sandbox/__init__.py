@@ -62,6 +62,7 @@ from .errors import (
     DuplicateKey,
     DuplicateNameError,
     ForeignAwaitError,
+    IncompleteResponse,
     InvalidParameterError,
     InvalidReplicasError,
     LivelockError,
@@ -147,6 +148,7 @@ __all__ = [
     # errors: simulated failures
     "SimulatedFailure",
     "RequestTimeout",
+    "IncompleteResponse",
     "NodeCrashed",
     "LockTimeout",
     "VersionConflict",

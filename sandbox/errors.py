@@ -28,6 +28,7 @@ The hierarchy::
 
     SimulatedFailure
     ├── RequestTimeout            (also an httpx.TimeoutException)
+    ├── IncompleteResponse        the server cut the response short (also an httpx.RemoteProtocolError)
     ├── NodeCrashed               the calling node crashed while it waited
     ├── LockTimeout               a row lock was not granted within lock_timeout
     ├── VersionConflict           a conditional write found another version
@@ -55,6 +56,7 @@ __all__ = [
     "NotInSandboxError",
     "SimulatedFailure",
     "RequestTimeout",
+    "IncompleteResponse",
     "NodeCrashed",
     "LockTimeout",
     "VersionConflict",
@@ -130,6 +132,17 @@ class RequestTimeout(SimulatedFailure, httpx.TimeoutException):
 
     def __init__(self, message: str) -> None:
         httpx.TimeoutException.__init__(self, message)
+
+
+class IncompleteResponse(SimulatedFailure, httpx.RemoteProtocolError):
+    """The server started a response and never finished it: the endpoint raised, or returned, while streaming its
+    body (a ``StreamingResponse`` whose generator failed midway). Under uvicorn the client sees the connection
+    closed mid-body, and httpx raises ``RemoteProtocolError``; so does the sandbox, with this subclass. The
+    request's effects happened, or some of them did.
+    """
+
+    def __init__(self, message: str) -> None:
+        httpx.RemoteProtocolError.__init__(self, message)
 
 
 class NodeCrashed(SimulatedFailure):

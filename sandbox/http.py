@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from . import _checks
-from .errors import InvalidParameterError, UnknownServiceError
+from .errors import IncompleteResponse, InvalidParameterError, UnknownServiceError
 
 if TYPE_CHECKING:
     from .nodes import Node
@@ -355,6 +355,15 @@ class HttpClient(_Methods):
             if span is not None:
                 tracing.end_client_span(span, None, exc)
             raise
+        if body is None:  # the server started the response and cut it short
+            error = IncompleteResponse(
+                f"{request.method} {url}: the server closed the connection before the response was complete "
+                f"(status {status}; its endpoint failed while sending the body); the request's effects may have "
+                f"happened, in part"
+            )
+            if span is not None:
+                tracing.end_client_span(span, status, error)
+            raise error
         if span is not None:
             tracing.end_client_span(span, status, None)
         hdrs = Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers)

@@ -241,7 +241,7 @@ class _Exchange:
 
     __slots__ = (
         "instance", "caller", "caller_epoch", "msg_id", "request", "status", "headers", "body", "span", "scope",
-        "complete", "on_complete",
+        "complete", "on_complete", "incomplete",
     )
 
     def __init__(self, instance: Instance, caller: Node, caller_epoch: int, msg_id: int, request: HttpRequest) -> None:
@@ -257,6 +257,7 @@ class _Exchange:
         self.scope: dict[str, Any] = {}
         self.complete = False
         self.on_complete: Event | None = None
+        self.incomplete = False  # started, then cut short: the caller sees the connection close mid-body
 
     def respond(self) -> None:
         """Send the response back to the caller, once: as soon as the body is complete (as a
@@ -265,8 +266,13 @@ class _Exchange:
             return
         self.complete = True
         instance = self.instance
-        instance.world.record("http.response", instance.name, self.caller.name, self.msg_id, self.status)
-        instance.reply(self.caller, self.caller_epoch, self.msg_id, (self.status, self.headers, self.body), "http.reply")
+        if self.incomplete:
+            instance.world.record("http.response.incomplete", instance.name, self.caller.name, self.msg_id, self.status)
+            reply = (self.status, self.headers, None)
+        else:
+            instance.world.record("http.response", instance.name, self.caller.name, self.msg_id, self.status)
+            reply = (self.status, self.headers, self.body)
+        instance.reply(self.caller, self.caller_epoch, self.msg_id, reply, "http.reply")
         if self.on_complete is not None and not self.on_complete.triggered:
             self.on_complete.succeed()
 
@@ -274,16 +280,21 @@ class _Exchange:
         """The ASGI call returned or raised: record the error, answer if nothing was sent yet."""
         instance = self.instance
         world = instance.world
+        where = f"{self.request.method} {self.request.path}"
         if task.error is not None:
-            world.record_error(instance, f"{self.request.method} {self.request.path}", task.error)
+            world.record_error(instance, where, task.error)
             if self.status is None:
                 self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain; charset=utf-8")], \
                     b"Internal Server Error"
+            elif not self.complete:  # as uvicorn: the response had started, so the connection is closed mid-body
+                self.incomplete = True
         elif self.status is None:  # as uvicorn: the error in the server's log, a plain 500 to the client
-            world.record_error(instance, f"{self.request.method} {self.request.path}",
-                               RuntimeError("the app returned without sending a response"))
+            world.record_error(instance, where, RuntimeError("the app returned without sending a response"))
             self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain; charset=utf-8")], \
                 b"Internal Server Error"
+        elif not self.complete:
+            world.record_error(instance, where, RuntimeError("the app returned without completing its response"))
+            self.incomplete = True
         self.respond()
         if self.span is not None:  # as OpenTelemetry's ASGI instrumentation: the span covers the whole call
             route = getattr(self.scope.get("route"), "path", None)

@@ -9,6 +9,7 @@ import warnings
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
 from fastapi.middleware.gzip import GZipMiddleware
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -241,3 +242,49 @@ def test_a_gzip_ing_callee_compresses_for_a_sandbox_caller_as_for_httpx():
     assert r.headers["content-encoding"] == "gzip"
     assert r.json()["accept_encoding"] == "gzip, deflate"
     assert r.json()["user_agent"] == f"python-httpx/{httpx.__version__}"
+
+
+def streaming_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/stream")
+    async def stream():
+        async def chunks():
+            yield b"first chunk\n"
+            raise RuntimeError("the export failed midway")
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def half(scope, receive, send):  # starts a response and returns without finishing it
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+
+    app.mount("/half", half)
+    return app
+
+
+@pytest.mark.parametrize("path, error", [
+    ("/stream", "the export failed midway"),
+    ("/half/x", "the app returned without completing its response"),
+])
+def test_a_response_cut_short_reaches_the_caller_as_a_closed_connection(path, error):
+    """Under uvicorn, a StreamingResponse that raises midway (or an app that returns mid-body) has the connection
+    closed mid-body and httpx raises RemoteProtocolError; in a world the caller gets sandbox.IncompleteResponse,
+    an httpx.RemoteProtocolError, and the error is in the world's errors. (Before: a complete 200.)"""
+    world = sandbox.World(seed=1)
+    world.add_service("api", streaming_app)
+    out = {}
+
+    async def caller(client: sandbox.Client) -> None:
+        try:
+            out["response"] = await client.http.get(f"http://api{path}")
+        except httpx.RemoteProtocolError as exc:
+            out["error"] = exc
+
+    world.add_client("caller", caller)
+    world.run()
+    assert "response" not in out
+    assert isinstance(out["error"], sandbox.IncompleteResponse)
+    assert f"GET http://api{path}" in str(out["error"]) and "before the response was complete" in str(out["error"])
+    assert [e.message for e in world.errors] == [error]
+    assert [e[1] for e in world.recorder.log if e[1].startswith("http.response")] == ["http.response.incomplete"]

@@ -227,8 +227,8 @@ def _read(world: World, log: list[tuple]) -> Run:
             t, _, node, caller, msg_id, method, path = entry[:7]
             http_label.setdefault(msg_id, f"{method} {_short_path(path)}")
             http_requests.append((t, node, caller, msg_id, method, path))
-        elif kind == "http.response":
-            status.setdefault(entry[4], entry[5])
+        elif kind == "http.response" or kind == "http.response.incomplete":
+            status.setdefault(entry[4], entry[5] if kind == "http.response" else f"{entry[5]} cut short")
             http_responses.append((entry[0], entry[2], entry[4]))
 
     drafts: list[_Draft] = []
