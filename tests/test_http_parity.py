@@ -9,8 +9,8 @@ import warnings
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import StreamingResponse
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import StreamingResponse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
