@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+import svc_surface
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sandbox
-import svc_surface
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's TestClient warns that it prefers httpx2
