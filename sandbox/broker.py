@@ -148,7 +148,7 @@ class _Group:
 
 
 class _Waiter:
-    """A held poll: answered once, by a new record or by its max_wait, whichever comes first."""
+    """A held poll: answered once, by a new record for its member or by its max_wait, whichever comes first."""
 
     __slots__ = ("answer", "done")
 
@@ -160,6 +160,10 @@ class _Waiter:
         if not self.done:
             self.done = True
             self.answer()
+
+
+#: Held polls, by topic, then group, then member (insertion-ordered dicts: woken in the order they came).
+_Held = dict[str, dict[str, dict[str, list[_Waiter]]]]
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,7 @@ class Broker(Node):
         self._groups: dict[str, _Group] = {}
         self._rr: dict[str, int] = {}
         self._seen: set[tuple[str, int, int]] = set()
-        self._waiting: dict[str, list[_Waiter]] = {}  # polls held until their topic gets a record
+        self._waiting: _Held = {}  # polls held until a partition of their member gets a record
         self._rng = world.streams["broker"]
         #: Redelivery faults in force: (groups, probability, counter) each (see sandbox.faults).
         self.commit_faults: list[Any] = []
@@ -313,7 +317,7 @@ class Broker(Node):
             parts[p].append(_Record(offset, key, value, headers, timestamp))
             self.world.record("broker.append", topic, p, offset, key)
             self.reply(caller, caller_epoch, msg_id, RecordMetadata(topic, p, offset), "broker.ack")
-            self._wake(topic)
+            self._wake(topic, p)
 
         self._later(append)
 
@@ -343,25 +347,67 @@ class Broker(Node):
         if not batch and max_wait and not held:
             # Long polling (Kafka's fetch.max.wait.ms): hold an empty poll until the topic gets
             # a record or max_wait passes, instead of answering "nothing" at once.
-            self._hold(topic, max_wait, lambda: self._poll(caller, caller_epoch, msg_id, request, held=True))
+            self._hold(topic, group_name, member, max_wait,
+                       lambda: self._poll(caller, caller_epoch, msg_id, request, held=True))
             return
         for p, r in batch:
             self.world.record("broker.deliver", group_name, member, topic, p, r.offset)
         self.reply(caller, caller_epoch, msg_id, (g.generation, tuple(assigned), batch), "broker.records")
 
-    def _hold(self, topic: str, max_wait: float, answer: Callable[[], None]) -> None:
+    def _hold(self, topic: str, group: str, member: str, max_wait: float, answer: Callable[[], None]) -> None:
         epoch = self.epoch
         waiter = _Waiter(answer)
-        self._waiting.setdefault(topic, []).append(waiter)
+        self._waiting.setdefault(topic, {}).setdefault(group, {}).setdefault(member, []).append(waiter)
 
         def expire(_event: Any) -> None:
             if self.alive and self.epoch == epoch:
-                self.when_running(waiter.fire)
+                self.when_running(lambda: self._expire(topic, group, member, waiter))
 
         Timeout(self.env, max_wait).callbacks.append(expire)
 
-    def _wake(self, topic: str) -> None:
-        for waiter in self._waiting.pop(topic, ()):
+    def _expire(self, topic: str, group: str, member: str, waiter: _Waiter) -> None:
+        """A held poll's max_wait passed: forget it (an idle member's polls must not pile up), then answer it."""
+        groups = self._waiting.get(topic, {})
+        members = groups.get(group, {})
+        held = members.get(member, [])
+        if waiter in held:
+            held.remove(waiter)
+            if not held:
+                del members[member]
+                if not members:
+                    del groups[group]
+                    if not groups:
+                        del self._waiting[topic]
+        waiter.fire()
+
+    def _wake(self, topic: str, partition: int) -> None:
+        """Answer the held polls that can take a record just appended to ``partition``.
+
+        In each group that holds polls on ``topic``, that is the polls of the partition's owner,
+        and of no other member (their answer would be empty). If the partition has no live owner
+        (a member left or the group was told to rebalance), every held poll of that group is
+        answered, so that the group reassigns the partition at once rather than after max_wait.
+        """
+        groups = self._waiting.get(topic)
+        if not groups:
+            return
+        woken: list[_Waiter] = []
+        for group_name in list(groups):
+            members = groups[group_name]
+            g = self._groups.get(group_name)
+            owner = g.owners.get((topic, partition)) if g is not None else None
+            seen = g.members.get(topic, {}).get(owner) if g is not None and owner is not None else None
+            if seen is not None and not due(self.env.now, seen + self.session_timeout):
+                woken.extend(members.pop(owner, ()))  # busy (no held poll): it reads the record when it polls next
+            else:
+                for held in members.values():
+                    woken.extend(held)
+                members.clear()
+            if not members:
+                del groups[group_name]
+        if not groups:
+            del self._waiting[topic]
+        for waiter in woken:
             waiter.fire()
 
     def _assign(self, g: _Group, topic: str) -> None:
@@ -514,8 +560,9 @@ def consumer(
 
     Polls are long polls, as Kafka's (``fetch.max.wait.ms``): the broker holds a poll
     that finds nothing for up to ``max_wait`` seconds and answers as soon as a record
-    arrives (0: answer at once, and poll again every ``poll_interval`` seconds). After
-    a failed poll (the broker is down or unreachable) the consumer waits ``poll_interval``.
+    arrives in one of its partitions (0: answer at once, and poll again every
+    ``poll_interval`` seconds). After a failed poll (the broker is down or unreachable)
+    the consumer waits ``poll_interval``.
     """
     check_name(group, "consumer group")
     check_topic(topic)

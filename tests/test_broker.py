@@ -669,3 +669,78 @@ def test_max_wait_out_of_range_is_refused(max_wait):
     app = FastAPI()
     with pytest.raises(sandbox.InvalidParameterError, match=f"max_wait={max_wait!r}"):
         sandbox.consumer(app, TOPIC, group="tally", max_wait=max_wait)
+
+
+# --- waking held polls (issue 11) -------------------------------------------------------
+
+
+def many_consumers_world(replicas: int, messages: int, *, seed: int = 3) -> sandbox.World:
+    """The shop and ``replicas`` replicas of a consumer that does nothing; ``messages`` keyed messages sent from t=1."""
+
+    def quiet_app() -> FastAPI:
+        app = FastAPI()
+
+        @sandbox.consumer(app, TOPIC, group=GROUP)
+        async def on_order(message: sandbox.Message) -> None:
+            return None
+
+        return app
+
+    world = sandbox.World(seed=seed)
+    world.add_service("shop", shop_app)
+    world.broker.create_topic(TOPIC, partitions=DEFAULT_PARTITIONS)
+    world.add_service("billing", quiet_app, replicas=replicas, isolate_module=False)
+    if messages:
+        send(world, *({"key": f"k{n}", "value": {"n": n}} for n in range(messages)), start=1.0)
+    return world
+
+
+def polls(world: sandbox.World) -> int:
+    return sum(1 for e in world.recorder.entries("net.send") if e[4] == "broker.poll")
+
+
+def test_a_message_wakes_only_the_poll_of_its_partitions_owner():
+    """At 100 replicas a produced message costs about one poll (its partition owner's), not one per replica."""
+    idle = many_consumers_world(100, 0)
+    idle.run(until=4)
+    busy = many_consumers_world(100, 40)
+    busy.run(until=4)
+    assert busy.broker.lag(GROUP, TOPIC) == 0
+    assert len(busy.recorder.entries("consumer.handle")) == 40
+    per_message = (polls(busy) - polls(idle)) / 40
+    assert 0.5 <= per_message <= 1.5
+
+
+def test_waking_only_the_owner_keeps_runs_deterministic_and_in_order():
+    """Same seed, same fingerprint with many replicas and an owner crashing mid-stream; every message is handled, and
+    each partition's messages first in offset order."""
+    runs = []
+    for _ in range(2):
+        world = many_consumers_world(6, 30, seed=11)
+        world.run(until=1.01)
+        world.crash("billing-2")
+        world.run(until=8)
+        runs.append((world.fingerprint(), world.recorder.entries("consumer.handle")))
+    assert runs[0] == runs[1]
+    handled = [(partition, offset) for _t, _kind, _replica, _group, _topic, partition, offset in runs[0][1]]
+    assert len(set(handled)) == 30
+    for p in range(DEFAULT_PARTITIONS):
+        first_times = list(dict.fromkeys(offset for partition, offset in handled if partition == p))
+        assert first_times == sorted(first_times)
+    assert {replica for _t, _k, replica, *_rest in runs[0][1]} > {"billing-2"}  # billing-2 handled some, then others
+
+
+def test_a_message_right_after_a_forced_rebalance_is_handled_at_once():
+    """With no partition owner (a rebalance cleared them), a new message wakes the group's held polls: one of them
+    takes the partition and handles it within milliseconds, not after max_wait."""
+    world = many_consumers_world(3, 0)
+    world.run(until=2.0)
+    world.broker.rebalance(GROUP)
+    rebalanced_at = world.now
+    send(world, {"key": "k0", "value": {"n": 0}})
+    world.run(until=4.0)
+    appended = world.recorder.entries("broker.append")[0][0]
+    answered = [e for e in world.recorder.entries("net.send") if e[4] == "broker.records" and e[0] < appended]
+    assert all(e[0] < rebalanced_at for e in answered)  # no poll reassigned the partitions before the append
+    handled = world.recorder.entries("consumer.handle")[0][0]
+    assert 0 < handled - appended < 0.01
