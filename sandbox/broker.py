@@ -21,6 +21,11 @@ Delivery is at least once: the consumer commits a message's offset only after
 its handler returned; a handler that raises, a replica that crashes before the
 commit, or a rebalance hands the same message out again. Handlers must therefore
 be idempotent, which is the point.
+
+As Kafka's auto-commit does every ``auto.commit.interval.ms``, a consumer whose
+read position is ahead of the group's committed offset (its commit was lost on
+the way) commits the position again every ``auto_commit_interval`` seconds, when
+it next polls; a consumer that has nothing new to commit sends nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 from simpy.events import Timeout
@@ -56,6 +61,13 @@ DEFAULT_PARTITIONS = 3
 
 #: How long a consumer waits for the answer to one poll before it polls again.
 POLL_TIMEOUT = 2.0
+#: How long a consumer waits for the answer to one commit.
+COMMIT_TIMEOUT = 2.0
+
+#: How a commit ended, as the committing consumer learns it: the broker took it; refused it (the
+#: partition is no longer the member's); lost it, and the member's session with it (a Redelivery
+#: fault: the group rebalances; Kafka's commitSync raises CommitFailedException); or no answer came.
+CommitOutcome = Literal["committed", "refused", "lost", "unknown"]
 
 
 class Message(BaseModel):
@@ -168,7 +180,8 @@ _Held = dict[str, dict[str, dict[str, list[_Waiter]]]]
 
 @dataclass(frozen=True)
 class Subscription:
-    """A consumer declared on an app: topic, group, and the hidden route of its handler."""
+    """A consumer declared on an app: topic, group, the hidden route of its handler, and its options
+    (see ``consumer``)."""
 
     topic: str
     group: str
@@ -177,6 +190,7 @@ class Subscription:
     max_records: int
     retry_backoff: float
     max_wait: float = 0.5
+    auto_commit_interval: float = 5.0
 
 
 class Broker(Node):
@@ -441,7 +455,7 @@ class Broker(Node):
                     fault.fired += 1
                     self.world.record("broker.commit_lost", group_name, member, topic, p, offset)
                     self.rebalance(group_name)
-                    self.reply(caller, caller_epoch, msg_id, True, "broker.commit_ack")
+                    self.reply(caller, caller_epoch, msg_id, "lost", "broker.commit_ack")
                     return
             if ok:
                 key = (topic, p)
@@ -450,7 +464,7 @@ class Broker(Node):
                 self.world.record("broker.commit", group_name, topic, p, offset)
             else:
                 self.world.record("broker.commit_rejected", group_name, member, topic, p, offset)
-            self.reply(caller, caller_epoch, msg_id, ok, "broker.commit_ack")
+            self.reply(caller, caller_epoch, msg_id, "committed" if ok else "refused", "broker.commit_ack")
 
         self._later(commit)
 
@@ -550,6 +564,7 @@ def consumer(
     max_records: int = 10,
     retry_backoff: float = 0.1,
     max_wait: float = 0.5,
+    auto_commit_interval: float = 5.0,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a consumer of ``topic`` in consumer group ``group`` on a FastAPI app.
 
@@ -558,17 +573,28 @@ def consumer(
     ``Depends`` like an endpoint. Returning commits the message's offset; raising
     leaves it uncommitted, and it is delivered again after ``retry_backoff`` seconds.
 
+    A commit can be lost on the way (the broker unreachable, the answer late). As Kafka's
+    auto-commit (``auto.commit.interval.ms``), the consumer then commits its read position
+    again at its next poll once ``auto_commit_interval`` seconds have passed since its last
+    commit, so the group's lag returns to 0 without a restart. It sends such a commit only
+    while its position is ahead of the group's committed offset.
+
     Polls are long polls, as Kafka's (``fetch.max.wait.ms``): the broker holds a poll
     that finds nothing for up to ``max_wait`` seconds and answers as soon as a record
     arrives in one of its partitions (0: answer at once, and poll again every
     ``poll_interval`` seconds). After a failed poll (the broker is down or unreachable)
     the consumer waits ``poll_interval``.
+
+    Raises:
+        InvalidParameterError: a bad group or topic name, or an option out of range (shown with its value).
     """
     check_name(group, "consumer group")
     check_topic(topic)
-    for name, value in (("poll_interval", poll_interval), ("retry_backoff", retry_backoff)):
+    for name, value in (
+        ("poll_interval", poll_interval), ("retry_backoff", retry_backoff), ("auto_commit_interval", auto_commit_interval)
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise InvalidParameterError(f"{name}={value!r}: use a number of seconds > 0")
+            raise InvalidParameterError(f"{name}={value!r}: use a number of seconds > 0, e.g. 5.0")
     if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
         raise InvalidParameterError(f"max_records={max_records!r}: use a whole number >= 1")
     if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not 0 <= max_wait <= POLL_TIMEOUT / 2:
@@ -583,7 +609,8 @@ def consumer(
         subs = getattr(app.state, "chaos_dojo_consumers", None)
         if subs is None:
             subs = app.state.chaos_dojo_consumers = []
-        subs.append(Subscription(topic, group, path, float(poll_interval), max_records, float(retry_backoff), float(max_wait)))
+        subs.append(Subscription(topic, group, path, float(poll_interval), max_records, float(retry_backoff),
+                                 float(max_wait), float(auto_commit_interval)))
         return handler
 
     return register
@@ -608,12 +635,16 @@ async def _consume(instance: Instance, sub: Subscription) -> None:
     does) and sends it with every poll, so a lost or late reply loses no message. A
     newly assigned partition starts at the group's committed offset; a message whose
     handler fails is read again after ``retry_backoff``.
+    Every poll's answer also says the group's committed offsets, so the loop knows
+    when a commit of its was lost, and commits its position again (see ``consumer``).
     """
     world = instance.world
     broker = world.broker
+    env = world.env
     member = f"{instance.name}#{instance.epoch}"
     positions: dict[int, int] = {}
     generation = -1
+    last_commit = env.now
     while True:
         request = (sub.group, member, sub.topic, sub.max_records, tuple(sorted(positions.items())), sub.max_wait)
         try:
@@ -631,6 +662,13 @@ async def _consume(instance: Instance, sub: Subscription) -> None:
             positions = {p: committed for p, committed in assigned}
         else:
             positions = {p: positions.get(p, committed) for p, committed in assigned}
+        behind = [(p, positions[p]) for p, committed in assigned if positions[p] > committed]
+        if behind and due(env.now, last_commit + sub.auto_commit_interval):
+            # A commit of ours was lost: the group would hand these messages out again. Commit again.
+            last_commit = env.now
+            for p, position in behind:
+                if await _commit(instance, sub, member, p, position) == "refused":
+                    positions.pop(p, None)
         if not batch:
             if not sub.max_wait:  # a long poll already waited at the broker
                 await sleep(sub.poll_interval)
@@ -643,27 +681,40 @@ async def _consume(instance: Instance, sub: Subscription) -> None:
                 topic=sub.topic, partition=p, offset=record.offset, key=record.key,
                 value=plain(record.value), headers=dict(record.headers), timestamp=record.timestamp,
             )
-            try:
-                ok = await _handle(instance, sub, message)
-            except Exception as exc:  # never let one message end the loop
-                world.record_error(instance, f"consumer {sub.group}/{sub.topic} offset {message.offset}", exc)
-                ok = False
-            if not ok:
+            if not await _handle_safely(instance, sub, message):
                 # The position stays at this message: the rest of the partition's batch is
                 # skipped, and the next poll reads from here again.
                 failed = True
                 continue
             positions[p] = record.offset + 1
-            try:
-                committed = await instance.call(
-                    broker, broker.handle_commit, (sub.group, member, sub.topic, p, record.offset + 1), "broker.commit", 2.0, "commit"
-                )
-            except SimulatedFailure:
-                committed = True  # unknown: the next commit of this partition covers it
-            if not committed:
+            last_commit = env.now
+            # As with Kafka's auto-commit, a commit that was lost or got no answer is not retried at
+            # once: the next poll shows whether it landed, and the position is committed again if not.
+            if await _commit(instance, sub, member, p, record.offset + 1) == "refused":
                 positions.pop(p, None)  # no longer ours: its new owner reads from the committed offset
         if failed:
             await sleep(sub.retry_backoff)
+
+
+async def _commit(instance: Instance, sub: Subscription, member: str, partition: int, offset: int) -> CommitOutcome:
+    """Commit ``offset`` (the next one to read) of ``partition`` for ``member``; say how it ended."""
+    broker = instance.world.broker
+    try:
+        return await instance.call(
+            broker, broker.handle_commit, (sub.group, member, sub.topic, partition, offset), "broker.commit",
+            COMMIT_TIMEOUT, "commit",
+        )
+    except SimulatedFailure:
+        return "unknown"
+
+
+async def _handle_safely(instance: Instance, sub: Subscription, message: Message) -> bool:
+    """``_handle``, with whatever escapes it recorded in ``world.errors``: one message never ends the loop."""
+    try:
+        return await _handle(instance, sub, message)
+    except Exception as exc:  # noqa: BLE001 - one message never ends the loop
+        instance.world.record_error(instance, f"consumer {sub.group}/{sub.topic} offset {message.offset}", exc)
+        return False
 
 
 async def _handle(instance: Instance, sub: Subscription, message: Message) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import pytest
 from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel
@@ -49,10 +52,11 @@ def shop_app() -> FastAPI:
     return app
 
 
-def billing_app() -> FastAPI:
+def billing_app(**options: Any) -> FastAPI:
+    """The billing consumer of TOPIC; ``options`` (auto_commit_interval=...) go to sandbox.consumer."""
     app = FastAPI()
 
-    @sandbox.consumer(app, TOPIC, group=GROUP)
+    @sandbox.consumer(app, TOPIC, group=GROUP, **options)
     async def on_order(message: sandbox.Message, request: Request, db: sandbox.Database = Depends(sandbox.database(DB))):
         """Log every delivery (which replica, in which order), then fail, pause or finish as the message asks."""
         where = f"{message.partition}/{message.offset}"
@@ -72,15 +76,18 @@ def billing_app() -> FastAPI:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def make_world(*, consumers: int = 0, partitions: int | None = None, seed: int = 5) -> sandbox.World:
-    """A world with the shop (a producer) and, if asked, the billing consumers of TOPIC."""
+def make_world(*, consumers: int = 0, partitions: int | None = None, seed: int = 5, **options: Any) -> sandbox.World:
+    """A world with the shop (a producer) and, if asked, the billing consumers of TOPIC (declared with ``options``)."""
     world = sandbox.World(seed=seed)
     world.add_service("shop", shop_app)
     if partitions is not None:
         world.broker.create_topic(TOPIC, partitions=partitions)
     if consumers:
         world.add_database(DB)
-        world.add_service("billing", billing_app, replicas=consumers)
+        if options:
+            world.add_service("billing", partial(billing_app, **options), replicas=consumers, isolate_module=False)
+        else:
+            world.add_service("billing", billing_app, replicas=consumers)
     return world
 
 
@@ -455,6 +462,8 @@ def test_create_topic_twice_raises_duplicate_name_error():
     ((TOPIC,), {"group": GROUP, "poll_interval": True}, "poll_interval=True"),
     ((TOPIC,), {"group": GROUP, "retry_backoff": 0}, "retry_backoff=0"),
     ((TOPIC,), {"group": GROUP, "max_records": 0}, "max_records=0"),
+    ((TOPIC,), {"group": GROUP, "auto_commit_interval": 0}, "auto_commit_interval=0"),
+    ((TOPIC,), {"group": GROUP, "auto_commit_interval": "5"}, "auto_commit_interval='5'"),
 ])
 def test_consumer_rejects_bad_arguments(args, options, shown):
     """sandbox.consumer raises InvalidParameterError, showing the bad value, when it is declared."""
@@ -669,6 +678,56 @@ def test_max_wait_out_of_range_is_refused(max_wait):
     app = FastAPI()
     with pytest.raises(sandbox.InvalidParameterError, match=f"max_wait={max_wait!r}"):
         sandbox.consumer(app, TOPIC, group="tally", max_wait=max_wait)
+
+
+# --- commits as Kafka's consumer makes them (issue 11) ----------------------------------
+
+
+def _lose_the_commit(world: sandbox.World) -> float:
+    """Send one message; cut the consumer off the broker just before it commits, heal a second later.
+
+    With 10 ms links, the handler's last write shows in the database while the reply to it is still on
+    the wire, so the commit goes out into the partition. Returns when the commit was dropped.
+    """
+    world.network.set_defaults(latency=0.01, jitter=0, distribution="constant")
+    send(world, {"value": {"n": 1}})
+    run_until(world, lambda: world.database(DB).rows("handled"))
+    world.network.partition(["kafka"], ["billing"])
+    run_until(world, lambda: world.recorder.entries("net.drop"))
+    [dropped] = world.recorder.entries("net.drop")
+    assert dropped[4] == "broker.commit"
+    world.run(until=world.now + 1.0)
+    world.network.heal()
+    return dropped[0]
+
+
+@pytest.mark.parametrize("interval", [None, 3.0])
+def test_a_lost_commit_is_made_again_within_the_auto_commit_interval(interval):
+    """A final commit lost in a partition is sent again auto_commit_interval (5 s unless set) after it: the lag
+    returns to 0 without a restart, and the message is not handled again."""
+    options = {} if interval is None else {"auto_commit_interval": interval}
+    world = make_world(consumers=1, partitions=1, **options)
+    lost_at = _lose_the_commit(world)
+    interval = interval or 5.0
+    world.run(until=lost_at + interval - 0.2)
+    assert world.broker.lag(GROUP, TOPIC) == 1
+    world.run(until=lost_at + interval + 0.7)
+    assert world.broker.lag(GROUP, TOPIC) == 0
+    assert world.broker.committed(GROUP) == {(TOPIC, 0): 1}
+    assert deliveries(world) == {"0/0": ["billing-0"]}
+    assert not world.recorder.entries("node.restart")
+
+
+def test_an_idle_consumer_with_nothing_to_commit_sends_no_commit():
+    """Once every handled message is committed, a consumer that waits for more sends polls and no commits."""
+    world = make_world(consumers=2, partitions=2)
+    send(world, {"value": {"n": 1}}, {"value": {"n": 2}})
+    world.run(until=1)
+    commits = len(world.recorder.entries("broker.commit"))
+    assert commits == 2
+    world.run(until=30)
+    assert len(world.recorder.entries("broker.commit")) == commits
+    assert world.broker.lag(GROUP, TOPIC) == 0
 
 
 # --- waking held polls (issue 11) -------------------------------------------------------
