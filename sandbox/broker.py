@@ -20,7 +20,9 @@ is handed to the handler, which FastAPI calls like an endpoint (so it can use
 Delivery is at least once: the consumer commits a message's offset only after
 its handler returned; a handler that raises, a replica that crashes before the
 commit, or a rebalance hands the same message out again. Handlers must therefore
-be idempotent, which is the point.
+be idempotent, which is the point. A consumer declared with ``commit="before"``
+commits each offset before its handler runs instead: at most once, so a handler
+that raises, or a crash while it runs, loses that message.
 
 As Kafka's auto-commit does every ``auto.commit.interval.ms``, a consumer whose
 read position is ahead of the group's committed offset (its commit was lost on
@@ -34,7 +36,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel
 from simpy.events import Timeout
@@ -63,6 +65,10 @@ DEFAULT_PARTITIONS = 3
 POLL_TIMEOUT = 2.0
 #: How long a consumer waits for the answer to one commit.
 COMMIT_TIMEOUT = 2.0
+#: When a consumer commits a message's offset: after its handler returned (at least once), or before it runs
+#: (at most once).
+CommitMode = Literal["after", "before"]
+COMMIT_MODES: tuple[str, ...] = get_args(CommitMode)
 
 #: How a commit ended, as the committing consumer learns it: the broker took it; refused it (the
 #: partition is no longer the member's); lost it, and the member's session with it (a Redelivery
@@ -190,6 +196,7 @@ class Subscription:
     max_records: int
     retry_backoff: float
     max_wait: float = 0.5
+    commit: CommitMode = "after"
     auto_commit_interval: float = 5.0
 
 
@@ -564,14 +571,22 @@ def consumer(
     max_records: int = 10,
     retry_backoff: float = 0.1,
     max_wait: float = 0.5,
+    commit: CommitMode = "after",
     auto_commit_interval: float = 5.0,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a consumer of ``topic`` in consumer group ``group`` on a FastAPI app.
 
     The decorated ``async def handler(message: sandbox.Message, ...)`` runs once per
-    delivered message (at least once: see the module docstring). It may use
-    ``Depends`` like an endpoint. Returning commits the message's offset; raising
-    leaves it uncommitted, and it is delivered again after ``retry_backoff`` seconds.
+    delivered message. It may use ``Depends`` like an endpoint.
+
+    ``commit`` says when a message's offset is committed, and so which delivery you get:
+
+    * ``"after"`` (the default): once the handler returned. At least once: a handler that
+      raises leaves the message uncommitted, and it is delivered again after
+      ``retry_backoff`` seconds; a crash or a rebalance before the commit redelivers it too.
+    * ``"before"``: before the handler runs (it runs only once the broker acknowledged the
+      commit). At most once: a handler that raises, or a replica that crashes while it
+      runs, loses that message; nothing is delivered twice.
 
     A commit can be lost on the way (the broker unreachable, the answer late). As Kafka's
     auto-commit (``auto.commit.interval.ms``), the consumer then commits its read position
@@ -585,11 +600,22 @@ def consumer(
     ``poll_interval`` seconds). After a failed poll (the broker is down or unreachable)
     the consumer waits ``poll_interval``.
 
+    Example::
+
+        @sandbox.consumer(app, "payment-requested", group="payments", commit="before")
+        async def on_payment_requested(message: sandbox.Message) -> None:
+            ...   # a crash here loses the message: it is never charged twice, and maybe never
+
     Raises:
         InvalidParameterError: a bad group or topic name, or an option out of range (shown with its value).
     """
     check_name(group, "consumer group")
     check_topic(topic)
+    if commit not in COMMIT_MODES:
+        raise InvalidParameterError(
+            f"commit={commit!r}: use 'after' (commit once the handler returned: at least once, the default) or "
+            f"'before' (commit, then run the handler: at most once)"
+        )
     for name, value in (
         ("poll_interval", poll_interval), ("retry_backoff", retry_backoff), ("auto_commit_interval", auto_commit_interval)
     ):
@@ -610,7 +636,7 @@ def consumer(
         if subs is None:
             subs = app.state.chaos_dojo_consumers = []
         subs.append(Subscription(topic, group, path, float(poll_interval), max_records, float(retry_backoff),
-                                 float(max_wait), float(auto_commit_interval)))
+                                 float(max_wait), commit, float(auto_commit_interval)))
         return handler
 
     return register
@@ -634,7 +660,7 @@ async def _consume(instance: Instance, sub: Subscription) -> None:
     The loop keeps its own read position per assigned partition (as a Kafka consumer
     does) and sends it with every poll, so a lost or late reply loses no message. A
     newly assigned partition starts at the group's committed offset; a message whose
-    handler fails is read again after ``retry_backoff``.
+    handler fails is read again after ``retry_backoff`` (with ``commit="after"``).
     Every poll's answer also says the group's committed offsets, so the loop knows
     when a commit of its was lost, and commits its position again (see ``consumer``).
     """
@@ -681,6 +707,17 @@ async def _consume(instance: Instance, sub: Subscription) -> None:
                 topic=sub.topic, partition=p, offset=record.offset, key=record.key,
                 value=plain(record.value), headers=dict(record.headers), timestamp=record.timestamp,
             )
+            if sub.commit == "before":
+                # As commitSync before processing: the handler runs only once the broker confirmed the commit.
+                last_commit = env.now
+                outcome = await _commit(instance, sub, member, p, record.offset + 1)
+                if outcome == "refused":
+                    positions.pop(p, None)  # no longer ours: its new owner reads from the committed offset
+                if outcome != "committed":
+                    continue  # not handled; whoever reads it next commits it first again
+                positions[p] = record.offset + 1
+                await _handle_safely(instance, sub, message)  # failed or not, the message is done with
+                continue
             if not await _handle_safely(instance, sub, message):
                 # The position stays at this message: the rest of the partition's batch is
                 # skipped, and the next poll reads from here again.

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 import sandbox
 from sandbox.broker import DEFAULT_PARTITIONS, murmur2
 from sandbox.clocks import EPOCH
+from sandbox.faults import Redelivery, Schedule
 
 TOPIC = "orders"
 GROUP = "billing"
@@ -53,7 +54,7 @@ def shop_app() -> FastAPI:
 
 
 def billing_app(**options: Any) -> FastAPI:
-    """The billing consumer of TOPIC; ``options`` (auto_commit_interval=...) go to sandbox.consumer."""
+    """The billing consumer of TOPIC; ``options`` (commit=..., auto_commit_interval=...) go to sandbox.consumer."""
     app = FastAPI()
 
     @sandbox.consumer(app, TOPIC, group=GROUP, **options)
@@ -462,6 +463,8 @@ def test_create_topic_twice_raises_duplicate_name_error():
     ((TOPIC,), {"group": GROUP, "poll_interval": True}, "poll_interval=True"),
     ((TOPIC,), {"group": GROUP, "retry_backoff": 0}, "retry_backoff=0"),
     ((TOPIC,), {"group": GROUP, "max_records": 0}, "max_records=0"),
+    ((TOPIC,), {"group": GROUP, "commit": "during"}, "commit='during'"),
+    ((TOPIC,), {"group": GROUP, "commit": None}, "commit=None"),
     ((TOPIC,), {"group": GROUP, "auto_commit_interval": 0}, "auto_commit_interval=0"),
     ((TOPIC,), {"group": GROUP, "auto_commit_interval": "5"}, "auto_commit_interval='5'"),
 ])
@@ -728,6 +731,69 @@ def test_an_idle_consumer_with_nothing_to_commit_sends_no_commit():
     world.run(until=30)
     assert len(world.recorder.entries("broker.commit")) == commits
     assert world.broker.lag(GROUP, TOPIC) == 0
+
+
+def _crash_while_handling(commit: str) -> sandbox.World:
+    """One consumer replica committing ``commit`` the handler; it crashes in the handler and restarts at once."""
+    world = make_world(consumers=1, partitions=1, commit=commit)
+    send(world, {"value": {"n": 1, "pause": 1.0}})
+    run_until(world, lambda: deliveries(world))
+    world.run(until=world.now + 0.5)
+    world.crash("billing-0")
+    world.restart("billing-0")
+    world.run(until=world.now + 6)
+    return world
+
+
+def test_commit_before_loses_the_message_whose_handler_crashed():
+    """At most once: with commit="before", a replica that crashes in the handler never gets that message again."""
+    world = _crash_while_handling("before")
+    assert deliveries(world) == {"0/0": ["billing-0"]}
+    assert world.database(DB).rows("handled") == {}
+    assert world.broker.committed(GROUP) == {(TOPIC, 0): 1}
+    assert world.broker.lag(GROUP, TOPIC) == 0
+
+
+def test_commit_after_hands_the_crashed_message_out_again():
+    """At least once (the default, commit="after"): the same crash in the handler redelivers the message."""
+    world = _crash_while_handling("after")
+    assert deliveries(world) == {"0/0": ["billing-0", "billing-0"]}
+    assert list(world.database(DB).rows("handled")) == ["0/0"]
+    assert world.broker.committed(GROUP) == {(TOPIC, 0): 1}
+
+
+def test_commit_before_does_not_retry_a_handler_that_raised():
+    """With commit="before" a message whose handler raised is not delivered again; the next one is."""
+    world = make_world(consumers=1, partitions=1, commit="before")
+    send(world, {"value": {"n": 1, "fail_times": 1}}, {"value": {"n": 2}})
+    world.run(until=3)
+    assert world.database(DB).read("log", "billing-0") == ["0/0", "0/1"]
+    assert list(world.database(DB).rows("handled")) == ["0/1"]
+    assert [e.type for e in world.errors] == ["RuntimeError"]
+    assert world.broker.lag(GROUP, TOPIC) == 0
+
+
+def test_commit_before_handles_nothing_twice_when_commits_are_lost():
+    """Under a Redelivery fault (lost commits, rebalances) a commit-before consumer handles each message once at most,
+    and every message once the fault is over."""
+    world = make_world(consumers=2, partitions=2, commit="before")
+    world.inject(Schedule([Redelivery(GROUP, probability=0.7, start=0.0, duration=2.0)]))
+    send(world, *({"value": {"n": n}} for n in range(8)), start=0.5)
+    world.run(until=10)
+    assert world.recorder.entries("broker.commit_lost")
+    assert len(deliveries(world)) == 8
+    assert all(len(replicas) == 1 for replicas in deliveries(world).values())
+    assert world.broker.lag(GROUP, TOPIC) == 0
+
+
+def test_the_commit_choices_are_named_in_the_error():
+    """A commit= that is neither "after" nor "before" is refused, the error naming both and what each gives."""
+    with pytest.raises(sandbox.InvalidParameterError) as caught:
+        sandbox.consumer(FastAPI(), TOPIC, group=GROUP, commit="at-most-once")
+    message = str(caught.value)
+    assert "commit='at-most-once'" in message
+    assert "'after'" in message and "'before'" in message
+    assert "at least once" in message and "at most once" in message
 
 
 # --- waking held polls (issue 11) -------------------------------------------------------
