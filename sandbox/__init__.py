@@ -40,7 +40,7 @@ fault timelines, a stepper).
 from __future__ import annotations
 
 from . import _determinism  # noqa: F401  (time, uuid and random answer from the world in sandbox code)
-from ._determinism import replica_globals
+from ._determinism import HashSeedWarning, hashing_is_fixed, replica_globals
 from ._runtime import gather, sleep
 from .broker import Broker, Message, Producer, RecordMetadata, consumer
 from .clients import Client, Operation
@@ -111,6 +111,8 @@ __all__ = [
     "hostname",
     "resolve",
     "replica_globals",
+    "hashing_is_fixed",
+    "HashSeedWarning",
     "consumer",
     "connect_local",
     "Database",

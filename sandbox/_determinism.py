@@ -30,6 +30,14 @@ each replica runs afresh (its service module, ``isolate_module=True``; a noteboo
 cell run again per replica) sees ``replica_globals()``: a ``hash`` salted per replica
 incarnation, from the world's seed, as a separate process's would be. The builtin
 itself is untouched (dictionaries and libraries hash as always).
+
+What the builtin ``hash`` does decide is the order in which a ``set`` of strings is iterated:
+service code that loops over one (or records one in the history) behaves by the hash seed
+of the process it runs in. So the course runs every process with one fixed seed,
+``PYTHONHASHSEED=0``: the JupyterLab of ``dojo course`` (its kernels inherit it), Binder's
+(``binder/start``), and the grader's isolated processes. A failure found in a process
+started otherwise (a Jupyter or a script of the learner's own) may not replay there;
+``explore`` says so when it reports one (``HashSeedWarning``), once per process.
 """
 
 from __future__ import annotations
@@ -37,8 +45,10 @@ from __future__ import annotations
 import builtins as _builtins
 import hashlib as _hashlib
 import random as _random
+import sys as _sys
 import time as _time
 import uuid as _uuid
+import warnings as _warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -191,3 +201,37 @@ def install() -> None:
 
 
 install()
+
+
+#: The hash seed every process of the course runs with (``dojo course``, Binder, the grader's processes).
+FIXED_HASH_SEED = "0"
+
+
+class HashSeedWarning(UserWarning):
+    """This interpreter salts string hashes at random, unlike the course's and the grader's processes."""
+
+
+def hashing_is_fixed() -> bool:
+    """Whether this interpreter hashes str and bytes unsalted (it was started with ``PYTHONHASHSEED=0``), as
+    every process the course starts does; then a set of strings iterates in the same order in all of them."""
+    return _sys.flags.hash_randomization == 0
+
+
+_warned: list[bool] = []
+
+
+def warn_if_hashing_varies() -> None:
+    """Warn, once per process, that a failure found here may not replay under the grader: this process was not
+    started with ``PYTHONHASHSEED=0``, so service code that iterates a set of strings may take another order
+    there."""
+    if hashing_is_fixed() or _warned:
+        return
+    _warned.append(True)
+    _warnings.warn(
+        "this Python salts string hashes at random (it was not started with PYTHONHASHSEED=0, as `dojo course`, "
+        "Binder and the grader start theirs), so if the service iterates a set of strings, the failure found "
+        "here may replay in another order elsewhere. Iterate sorted(the_set) in service code, or start Jupyter "
+        "with `dojo course` (or PYTHONHASHSEED=0 in its environment).",
+        HashSeedWarning,
+        stacklevel=3,
+    )

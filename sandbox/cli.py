@@ -29,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ._determinism import FIXED_HASH_SEED
 from .errors import SandboxError
 
 #: The course's first notebook, relative to the repository root.
@@ -331,10 +332,13 @@ def course_environment() -> dict[str, str]:
     ``.venv/bin/dojo course`` works without activating the venv, but what JupyterLab starts
     must still find the venv's tools: nbgrader's formgrader runs ``alembic`` to set up its
     gradebook, and would otherwise fail with "No such file or directory: 'alembic'".
+
+    Its kernels hash strings with the course's fixed seed (``PYTHONHASHSEED=0``), as the grader's processes do,
+    so that a set of strings iterates in the same order in a learner's notebook and under the grader.
     """
     scripts = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
-    return {**os.environ, "PATH": scripts + (os.pathsep + path if path else "")}
+    return {**os.environ, "PATH": scripts + (os.pathsep + path if path else ""), "PYTHONHASHSEED": FIXED_HASH_SEED}
 
 
 def _course(args: argparse.Namespace) -> int:

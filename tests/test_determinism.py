@@ -405,3 +405,87 @@ def test_the_replicas_hash_salts_come_from_the_seed():
 
     assert json.loads(done.stdout.strip().splitlines()[-1]) == hashes_world(3)
     assert hashes_world(4)[0]["str"] != hashes_world(3)[0]["str"]
+
+
+# --- one hash seed for every process of the course ---------------------------------------------------------------------
+
+SET_ORDER_WORLD = (
+    "import sys, sandbox\n"
+    "from fastapi import FastAPI\n"
+    "def create_app():\n"
+    "    app = FastAPI()\n"
+    "    @app.get('/skus')\n"
+    "    async def skus():\n"
+    "        return {'order': [s for s in {'lamp', 'desk', 'chair', 'sofa', 'rug', 'shelf', 'bed'}]}\n"
+    "    return app\n"
+    "world = sandbox.World(seed=5)\n"
+    "world.add_service('shop', create_app)\n"
+    "async def shopper(client):\n"
+    "    async with client.operation('list', None) as op:\n"
+    "        op.ok((await client.http.get('http://shop/skus')).json()['order'])\n"
+    "world.add_client('shopper', shopper)\n"
+    "world.run()\n"
+    "print(world.fingerprint(), sandbox.hashing_is_fixed())\n"
+)
+
+
+def fingerprint_in_a_process(env: dict[str, str]) -> tuple[str, str]:
+    done = subprocess.run([sys.executable, "-c", SET_ORDER_WORLD], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=TESTS_DIR)
+    assert done.returncode == 0, done.stderr
+    fingerprint, fixed = done.stdout.split()
+    return fingerprint, fixed
+
+
+def test_service_code_iterating_a_set_of_strings_replays_alike_in_every_process_the_course_starts():
+    """A service that lists a set of strings gives a fingerprint that follows the process's hash seed (the test
+    shows it: two seeds, two fingerprints); the processes the course starts (the JupyterLab of `dojo course` and
+    its kernels, Binder's, the grader's isolated ones) all run with PYTHONHASHSEED=0, so a learner's run and the
+    grader's agree, whatever the seed of the shell they were started from."""
+    from autograder.isolation import default_env
+    from sandbox.cli import course_environment
+
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+    salted = {fingerprint_in_a_process({**base, "PYTHONHASHSEED": seed}) for seed in ("1", "2", "3")}
+    assert len(salted) > 1 and {fixed for _, fixed in salted} == {"False"}
+    learner = {}
+    for shell_seed in ("1", "2"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PYTHONHASHSEED", shell_seed)
+            learner[shell_seed] = fingerprint_in_a_process(course_environment())
+    grader = fingerprint_in_a_process({**base, **{k: v for k, v in default_env(TESTS_DIR).items() if k != "PATH"}})
+    assert learner["1"] == learner["2"] == grader
+    assert grader[1] == "True"
+    binder = subprocess.run([str(TESTS_DIR.parent / "binder" / "start"), sys.executable, "-c", SET_ORDER_WORLD],
+                            env={**base, "PYTHONHASHSEED": "7"}, capture_output=True, text=True, timeout=120,
+                            cwd=TESTS_DIR)
+    assert binder.returncode == 0, binder.stderr
+    assert tuple(binder.stdout.split()) == grader
+
+
+def test_explore_warns_once_when_its_process_salts_hashes_at_random():
+    """A counterexample found in a process not started with PYTHONHASHSEED=0 comes with a HashSeedWarning saying
+    what to do (sort the set, or start Jupyter with `dojo course`); none in a process that is."""
+    code = (
+        "import dataclasses, warnings, sandbox\n"
+        "from sandbox.examples.order_system import scenario\n"
+        "from sandbox.checkers import stock_never_negative\n"
+        "from sandbox.explore import explore\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    for _ in range(2):\n"
+        "        five = dataclasses.replace(scenario, workload={'clients': 5, 'orders_per_client': 5})\n"
+        "        found = explore(five, [stock_never_negative()],\n"
+        "                        seeds=1, workers=1, shrink=False)\n"
+        "        assert found.found\n"
+        "print([str(w.message) for w in caught if w.category is sandbox.HashSeedWarning])\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+    salted = subprocess.run([sys.executable, "-c", code], env={**base, "PYTHONHASHSEED": "3"}, capture_output=True,
+                            text=True, timeout=300, cwd=TESTS_DIR)
+    fixed = subprocess.run([sys.executable, "-c", code], env={**base, "PYTHONHASHSEED": "0"}, capture_output=True,
+                           text=True, timeout=300, cwd=TESTS_DIR)
+    assert salted.returncode == 0 and fixed.returncode == 0, (salted.stderr, fixed.stderr)
+    (message,) = eval(salted.stdout.strip().splitlines()[-1])
+    assert "PYTHONHASHSEED=0" in message and "sorted(" in message and "dojo course" in message
+    assert eval(fixed.stdout.strip().splitlines()[-1]) == []

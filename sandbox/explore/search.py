@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .._determinism import warn_if_hashing_varies
 from .._streams import check_seed
 from ..checkers.invariants import _FACTORIES
 from ..checkers.verdict import Outcome, Verdict
@@ -135,6 +136,7 @@ def explore(
         runs += extra
         run = scenario.run(seed, schedule, **workload)
     final = _first_failure(run.check(invariants)) or verdict
+    warn_if_hashing_varies()
     return Counterexample(
         scenario, seed, schedule, workload, final, run.fingerprint, runs + 1,
         original, dict(scenario.workload), time.perf_counter() - started, run.world, tuple(invariants),
