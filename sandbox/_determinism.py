@@ -12,6 +12,9 @@ world instead (and outside sandbox tasks they are exactly the originals):
 ``time.monotonic()``, ``time.perf_counter()``   the node's monotonic clock (and ``_ns``)
 ``time.sleep(s)``                               ``ForeignAwaitError``: it would block the
                                                 real thread; ``await sandbox.sleep(s)``
+``socket.create_connection``, ``getaddrinfo``,  ``ForeignAwaitError``: a real connection
+``socket.connect`` (so urllib, requests...)     leaves the simulated network; use the
+                                                sandbox HTTP client
 ``uuid.uuid4()``                                a UUID from the world's seeded stream
 ``random.random()``, ``random.uniform()``...    the node's seeded stream ``random/<node>``
 ==============================================  =============================================
@@ -45,6 +48,7 @@ from __future__ import annotations
 import builtins as _builtins
 import hashlib as _hashlib
 import random as _random
+import socket as _socket
 import sys as _sys
 import time as _time
 import uuid as _uuid
@@ -105,6 +109,28 @@ def _sleep(original: Callable[..., Any]) -> Callable[..., Any]:
         )
 
     return sleep
+
+
+def _no_real_network(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A socket function that service code may not call: it would leave the simulated network (and block the
+    real thread while it waits), so the run would neither replay nor meet the world's faults."""
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            node = current_node.get()
+            if node is None:
+                return original(*args, **kwargs)
+            target = next((a for a in args if not isinstance(a, _socket.socket)), None)
+            raise ForeignAwaitError(
+                f"{what}({target!r}) in service code on {node.name!r} would open a real network connection "
+                f"(urllib, requests, http.client and blocking sockets all do), outside the simulated network, "
+                f"blocking the real thread: call other services with the sandbox HTTP client "
+                f"(`http: sandbox.HttpClient = Depends(sandbox.http_client)`, whose methods mirror httpx's)"
+            )
+
+        return refused
+
+    return make
 
 
 def _uuid4(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -196,6 +222,10 @@ def install() -> None:
     _install(_time, "perf_counter_ns", _clock_reading("monotonic", 1e9))
     _install(_time, "sleep", _sleep)
     _install(_uuid, "uuid4", _uuid4)
+    for name in ("getaddrinfo", "create_connection", "gethostbyname", "gethostbyname_ex"):
+        _install(_socket, name, _no_real_network(f"socket.{name}"))
+    for name in ("connect", "connect_ex"):
+        _install(_socket.socket, name, _no_real_network(f"socket.{name}"))
     for name in RANDOM_FUNCTIONS:
         _install(_random, name, _seeded(name))
 

@@ -231,6 +231,50 @@ def test_time_sleep_in_service_code_is_refused_with_advice():
     assert "await sandbox.sleep(0.1)" in errors[0].message
 
 
+def blocking_network_app() -> FastAPI:
+    import socket
+    import urllib.request
+
+    app = FastAPI()
+
+    @app.get("/urllib")
+    async def with_urllib():
+        return urllib.request.urlopen("http://payments/charges", timeout=1).read()
+
+    @app.get("/socket")
+    async def with_socket():
+        with socket.socket() as s:
+            s.connect(("127.0.0.1", 9))
+
+    @app.get("/dns")
+    async def with_dns():
+        return socket.gethostbyname("payments")
+
+    return app
+
+
+def test_blocking_network_calls_in_service_code_are_refused_with_advice():
+    """urllib, a blocking socket and a DNS lookup in service code would leave the simulated network and block the
+    real thread: each is a 500 and a ForeignAwaitError in the world's errors naming the call and the sandbox HTTP
+    client (before, they reached for the real network: a hang or a real connection error)."""
+    world = sandbox.World(seed=1)
+    world.add_service("api", blocking_network_app)
+    statuses = []
+
+    async def caller(client: sandbox.Client) -> None:
+        for path in ("/urllib", "/socket", "/dns"):
+            statuses.append((await client.http.get(f"http://api{path}", timeout=1.0)).status_code)
+
+    world.add_client("caller", caller)
+    world.run()
+    assert statuses == [500, 500, 500]
+    assert [e.type for e in world.errors] == ["ForeignAwaitError"] * 3
+    calls = [e.message.split(" in service code")[0] for e in world.errors]
+    assert calls == ["socket.create_connection(('payments', 80))", "socket.connect(('127.0.0.1', 9))",
+                     "socket.gethostbyname('payments')"]
+    assert all("sandbox.HttpClient = Depends(sandbox.http_client)" in e.message for e in world.errors)
+
+
 def test_time_uuid_and_random_are_untouched_outside_sandbox_code():
     """Outside a sandbox task the stdlib functions are the real ones."""
     import random
@@ -243,6 +287,9 @@ def test_time_uuid_and_random_are_untouched_outside_sandbox_code():
     a = random.random()
     random.seed(1)
     assert random.random() == a
+    import socket
+
+    assert socket.getaddrinfo("127.0.0.1", 80)  # the real one, outside a world
 
 
 # --- a property: any configuration replays ------------------------------------------------
