@@ -288,3 +288,15 @@ def test_a_response_cut_short_reaches_the_caller_as_a_closed_connection(path, er
     assert f"GET http://api{path}" in str(out["error"]) and "before the response was complete" in str(out["error"])
     assert [e.message for e in world.errors] == [error]
     assert [e[1] for e in world.recorder.log if e[1].startswith("http.response")] == ["http.response.incomplete"]
+
+
+def test_a_non_latin_1_query_is_percent_encoded_and_a_bodiless_get_has_no_content_length():
+    """Two of the client bullets of issue 11, spelled out: 'q=€' goes out as httpx sends it ('q=%E2%82%AC', where
+    the old client raised a raw UnicodeEncodeError), and a GET without a body carries no content-length (the old
+    client sent 'content-length: 0'); a POST without one carries 'content-length: 0', as httpx's does."""
+    get = build_request("GET", "http://api/search?q=€ 1")
+    assert get.query_string == b"q=%E2%82%AC%201"
+    assert b"content-length" not in dict(get.headers)
+    assert dict(build_request("POST", "http://api/orders").headers)[b"content-length"] == b"0"
+    world, (response,) = in_world([("GET", "/str/€?q=€", {})])
+    assert response.json() == {"s": "€"}
