@@ -12,6 +12,9 @@ One run of this script prints, on this machine, in the same process run:
    shrinking part timed on its own; and **replaying** the counterexample.
 4. **Linearizability** checking time by history size (from `bench_linearizability.py`).
 
+And between 2 and 3, **explore's workers** (2b): the same seeds explored with one worker (in this process), two
+worker processes, and four and eight where the machine has the cores, side by side: runs/s and the speed-up.
+
 Goals (issue 3): 200 seeded runs of a lab-sized scenario in under 15 s on two cores; shrinking in
 under 15 s; replay under 1 s. Run it from the repository root::
 
@@ -69,6 +72,29 @@ def runs_per_second(seeds: range) -> tuple[float, float]:
     return calm, faulty
 
 
+def scaling(seeds: range) -> dict[int, float]:
+    """Explore the same seeds with 1 worker (in this process: the baseline), then 2 worker processes, and 4 and 8
+    where the machine has that many cores; print runs/s and the speed-up over one worker. Each exploration must
+    run the same seeds to the same summary, or the comparison means nothing."""
+    counts = [1, 2] + [n for n in (4, 8) if n <= (os.cpu_count() or 1)]
+    rates: dict[int, float] = {}
+    summaries = set()
+    print(f"2b. explore's workers: the same {len(seeds)} seeds with a nemesis, side by side "
+          f"(goal: 2 workers >= 1.7x one, on an idle 2-core machine)")
+    for workers in counts:
+        t0 = perf_counter()
+        result = explore(order_system.scenario, [record_only], seeds=seeds, schedules=lab_nemesis, workers=workers)
+        took = perf_counter() - t0
+        summaries.add((result.runs, result.faults, result.recovery))
+        rates[workers] = result.runs / took
+        speedup = rates[workers] / rates[1]
+        goal = "" if workers != 2 else f"   goal >= 1.7x: {'met' if speedup >= 1.7 else 'NOT met'}"
+        print(f"   {workers} worker{'s' if workers > 1 else ' '}  {took:6.1f} s  {rates[workers]:6.1f} runs/s  "
+              f"{speedup:4.2f}x{goal}")
+    assert len(summaries) == 1, f"the explorations disagree: {summaries}"
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=200, help="seeds to explore (default 200)")
@@ -90,6 +116,9 @@ def main() -> int:
     took = perf_counter() - t0
     print(f"2. explore {result.runs} seeds with a nemesis: {took:.1f} s  (goal: 200 in < 15 s)  "
           f"= {result.runs / took:.1f} runs/s")
+    print()
+
+    scaling(range(60 if args.quick else args.seeds))
     print()
 
     t0 = perf_counter()
