@@ -39,7 +39,37 @@ class Op:
 
     def __str__(self) -> str:
         extra = f"  ({self.error})" if self.error else ""
-        return f"{self.time:9.4f} {self.process} {self.type:<6} {self.f} {self.value!r}{extra}"
+        return f"{self.time:9.4f} {self.process} {self.type:<6} {self.f} {stable_repr(self.value)}{extra}"
+
+    def __repr__(self) -> str:  # the dataclass's, with the value's stable_repr: world.fingerprint() hashes it
+        return (
+            f"Op(index={self.index!r}, time={self.time!r}, process={self.process!r}, type={self.type!r}, "
+            f"f={self.f!r}, value={stable_repr(self.value)}, error={self.error!r})"
+        )
+
+
+def stable_repr(value: Any) -> str:
+    """``repr(value)``, but the same in every process and every run: a set's items sorted (a set of strings
+    iterates in an order that follows the process's hash seed), and an object that keeps ``object``'s own repr
+    named by its class alone (that repr holds its memory address). For plain values it is ``repr`` itself.
+    """
+    kind = type(value)
+    if kind in (str, int, float, bool, bytes) or value is None:
+        return repr(value)
+    if kind is dict:
+        return "{" + ", ".join(f"{stable_repr(k)}: {stable_repr(v)}" for k, v in value.items()) + "}"
+    if kind is list:
+        return "[" + ", ".join(stable_repr(item) for item in value) + "]"
+    if kind is tuple:
+        return "(" + ", ".join(stable_repr(item) for item in value) + ("," if len(value) == 1 else "") + ")"
+    if kind is set or kind is frozenset:
+        items = ", ".join(sorted(stable_repr(item) for item in value))
+        if kind is set:
+            return "{" + items + "}" if items else "set()"
+        return f"frozenset({{{items}}})" if items else "frozenset()"
+    if kind.__repr__ is object.__repr__:
+        return f"<{kind.__module__}.{kind.__qualname__} object>"
+    return repr(value)
 
 
 class History:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import sandbox
 from sandbox import History, Op
+
+TESTS_DIR = Path(__file__).resolve().parent
 
 
 def sample() -> History:
@@ -142,3 +149,47 @@ def test_any_history_round_trips_through_plain_dicts(events):
     assert list(again) == list(h)
     assert again.pairs() == h.pairs()
     assert sum(1 for op in h if op.type == "invoke") == len(h.pairs())
+
+
+class Receipt:  # an object with object's own repr (its memory address)
+    def __init__(self, amount: int) -> None:
+        self.amount = amount
+
+
+def receipts_world(values: list) -> str:
+    world = sandbox.World(seed=2)
+
+    async def shopper(client: sandbox.Client) -> None:
+        for value in values:
+            async with client.operation("pay", value) as op:
+                op.ok(value)
+
+    world.add_client("shopper", shopper)
+    world.run()
+    return world.fingerprint()
+
+
+def test_a_history_value_holding_a_set_or_an_object_fingerprints_alike_in_every_run_and_process():
+    """A value recorded in the history that holds a set of strings, or an object with object's own repr, gives the
+    same fingerprint in every run and under every PYTHONHASHSEED: sets read sorted, such objects by their class
+    (before, the object's memory address, and the set's hash order, went into the hash)."""
+    assert receipts_world([Receipt(5), {"lamp", "desk"}]) == receipts_world([Receipt(5), {"desk", "lamp"}])
+    code = (
+        "import sandbox, test_history\n"
+        "print(test_history.receipts_world([test_history.Receipt(5), {'lamp', 'desk', 'chair', 'sofa', 'rug'}]))\n"
+    )
+    prints = {
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, cwd=TESTS_DIR,
+                       capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    assert len(prints) == 1
+
+
+def test_stable_repr_is_repr_for_plain_values():
+    from sandbox.history import stable_repr
+
+    for value in (1, -2.5, "a'b", None, True, b"x", {"a": [1, (2,), ()], "b": {"c": None}}, [], (), {}):
+        assert stable_repr(value) == repr(value)
+    assert stable_repr({"b", "a"}) == "{'a', 'b'}" and stable_repr(frozenset()) == "frozenset()"
+    assert stable_repr(Receipt(1)) == f"<{__name__}.Receipt object>"
