@@ -59,6 +59,20 @@ class Headers(dict):
         self._items.append((key, value))
         dict.__setitem__(self, key, f"{dict.__getitem__(self, key)}, {value}" if dict.__contains__(self, key) else value)
 
+    @classmethod
+    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """The headers of raw ASGI ``(name, value)`` byte pairs, as a response carries them."""
+        headers = cls.__new__(cls)
+        items = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
+        headers._items = items
+        dict.update(headers, items)
+        if len(headers) != len(items):  # a name sent more than once: its values joined, in order
+            dict.clear(headers)
+            for key, value in items:
+                dict.__setitem__(headers, key, f"{dict.__getitem__(headers, key)}, {value}"
+                                 if dict.__contains__(headers, key) else value)
+        return headers
+
     def get_list(self, name: str) -> list[str]:
         """Every value of header ``name``, in the order they came."""
         key = name.lower()
@@ -133,6 +147,21 @@ class HttpRequest:
 def split_url(url: str) -> tuple[str, str, str]:
     """``"http://payments/charges?x=1"`` -> ``("payments", "/charges", "x=1")``, percent-encoded as httpx sends
     it (``"/a b/é"`` -> ``"/a%20b/%C3%A9"``; dot segments resolved; a fragment dropped)."""
+    split = _SPLIT.get(url) if type(url) is str else None
+    if split is None:
+        split = _split_url(url)
+        if len(_SPLIT) >= _SPLIT_SIZE:
+            _SPLIT.clear()
+        _SPLIT[url] = split
+    return split
+
+
+#: ``split_url``'s answers for the URLs seen lately (a workload calls the same few URLs again and again).
+_SPLIT: dict[str, tuple[str, str, str]] = {}
+_SPLIT_SIZE = 4096
+
+
+def _split_url(url: str) -> tuple[str, str, str]:
     if not isinstance(url, str) or not url.startswith("http://"):
         raise InvalidParameterError(
             f"url={url!r}: call another service as 'http://SERVICE/path', e.g. 'http://payments/charges'"
@@ -173,10 +202,14 @@ DEFAULT_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _LENGTH_ALWAYS = frozenset({"POST", "PUT", "PATCH"})
 
 
+#: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"), allow_nan=False)``, made once.
+_JSON_ENCODE = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def _encode_json(json: Any) -> bytes:
     """The body httpx sends for ``json=``: compact, UTF-8, no NaN or infinity."""
     try:
-        return _json.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        return _JSON_ENCODE(json).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(
             f"json={json!r} is not JSON-serialisable ({exc}); send plain dicts, lists, str, finite "
@@ -203,6 +236,19 @@ def build_request(
     """
     method = method.upper()
     host, path, query = split_url(url)
+    if headers is None and params is None and content is None and data is None and files is None:
+        # The common call (a JSON body or none): the same request as below, built directly.
+        if json is _UNSET or json is None:
+            raw_headers = [(b"host", host.encode("latin-1"))]
+            if method in _LENGTH_ALWAYS:
+                raw_headers.append((b"content-length", b"0"))
+            raw_headers.extend(DEFAULT_HEADERS)
+            return HttpRequest(method, host, path, query.encode("latin-1"), raw_headers, b"", url)
+        body = _encode_json(json)
+        return HttpRequest(method, host, path, query.encode("latin-1"), [
+            (b"host", host.encode("latin-1")), *DEFAULT_HEADERS, (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ], body, url)
     if params is not None:
         query = str(httpx.QueryParams(params))
     user: list[tuple[bytes, bytes]] = []
@@ -324,40 +370,56 @@ class HttpClient(_Methods):
             UnknownServiceError: the URL's host is no service or node of this world.
         """
         node = self._node
-        node.check_alive()
-        timeout = check_timeout(timeout)
+        if not node.alive:
+            node.check_alive()
+        if timeout is not DEFAULT_TIMEOUT:
+            timeout = check_timeout(timeout)
         world = node.world
         request = build_request(
             method, url, json=json, content=content, data=data, files=files, headers=headers, params=params,
-            boundary=lambda: format(world.streams[f"multipart/{node.name}"].getrandbits(128), "032x"),
+            boundary=self._boundary,
         )
         target = world._route(request.host, node)
         tracing = world.tracing
-        span = tracing.client_span(node, request) if tracing is not None else None
-        started = world.env.now
-        try:
+        env = world.env
+        started = env.now
+        if tracing is None:
             status, raw_headers, body = await node.call(
                 target, target.handle_http, request, "http", timeout, f"{request.method} {url}"
             )
-        except BaseException as exc:
-            if span is not None:
+            if body is None:
+                raise _cut_short(request, url, status)
+        else:
+            span = tracing.client_span(node, request)
+            try:
+                status, raw_headers, body = await node.call(
+                    target, target.handle_http, request, "http", timeout, f"{request.method} {url}"
+                )
+            except BaseException as exc:
                 tracing.end_client_span(span, None, exc)
-            raise
-        if body is None:  # the server started the response and cut it short
-            error = IncompleteResponse(
-                f"{request.method} {url}: the server closed the connection before the response was complete "
-                f"(status {status}; its endpoint failed while sending the body); the request's effects may have "
-                f"happened, in part"
-            )
-            if span is not None:
+                raise
+            if body is None:  # the server started the response and cut it short
+                error = _cut_short(request, url, status)
                 tracing.end_client_span(span, status, error)
-            raise error
-        if span is not None:
+                raise error
             tracing.end_client_span(span, status, None)
-        hdrs = Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers)
-        if "content-encoding" in hdrs:
-            body = decode_content(hdrs["content-encoding"], body)
-        return Response(status, hdrs, body, request.method, url, world.env.now - started)
+        hdrs = Headers.from_raw(raw_headers)
+        if dict.__contains__(hdrs, "content-encoding"):
+            body = decode_content(dict.__getitem__(hdrs, "content-encoding"), body)
+        return Response(status, hdrs, body, request.method, url, env.now - started)
+
+    def _boundary(self) -> str:
+        """A multipart boundary, drawn from the node's seeded stream."""
+        node = self._node
+        return format(node.world.streams[f"multipart/{node.name}"].getrandbits(128), "032x")
+
+
+def _cut_short(request: HttpRequest, url: str, status: int) -> IncompleteResponse:
+    return IncompleteResponse(
+        f"{request.method} {url}: the server closed the connection before the response was complete "
+        f"(status {status}; its endpoint failed while sending the body); the request's effects may have "
+        f"happened, in part"
+    )
 
 
 class LocalHttpClient(_Methods):
