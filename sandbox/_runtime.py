@@ -28,7 +28,8 @@ import asyncio
 import gc
 import math
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from contextvars import Context, ContextVar, copy_context
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,15 @@ class WaitEvent:
             # print "coroutine ignored GeneratorExit"; the cleanup ends instead, as a killed process's does.
             raise GeneratorExit
         return (yield self.event)
+
+
+@types.coroutine
+def wait_for(event: Event) -> Generator[Event, Any, Any]:
+    """``await wait_for(event)``: as ``await WaitEvent(event)``, without making a WaitEvent (the sandbox's own
+    waits, made for every message, use it)."""
+    if isinstance(sys.exc_info()[1], GeneratorExit):
+        raise GeneratorExit  # see WaitEvent.__await__
+    return (yield event)
 
 
 async def wait(event: Event) -> Any:

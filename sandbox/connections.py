@@ -38,10 +38,15 @@ class _RemoteTransport:
         return self.db.name
 
     async def execute(self, op: tuple) -> Any:
-        tracing = self.node.world.tracing
-        if tracing is None:
-            return await self._round_trip(op)
-        return await tracing.within(tracing.db_span(self.node, self.db.name, op), self._round_trip(op))
+        node = self.node
+        tracing = node.world.tracing
+        if tracing is not None:
+            return await tracing.within(tracing.db_span(node, self.db.name, op), self._round_trip(op))
+        db = self.db  # _round_trip, inlined: one coroutine less for every operation to wait through
+        status, value = await node.call(db, db.handle_op, op, "db", self.timeout, f"{db.name} {op[0]}")
+        if status == "err":
+            raise type(value)(*value.args)
+        return value
 
     async def _round_trip(self, op: tuple) -> Any:
         db = self.db
@@ -134,18 +139,22 @@ class _Ops:
 
     async def get(self, table: str, key: Key, default: Any = None, *, for_update: bool = False) -> Any:
         """The value stored at ``table/key`` (a copy), or ``default`` if there is none."""
-        row = await self.get_row(table, key, for_update=for_update)
+        row = await self._transport.execute(self._get(table, key, for_update))  # not get_row: one coroutine less
         return default if row is None else row.value
 
     async def get_row(self, table: str, key: Key, *, for_update: bool = False) -> Row | None:
         """The row at ``table/key`` with its version, or None."""
+        return await self._transport.execute(self._get(table, key, for_update))
+
+    def _get(self, table: str, key: Key, for_update: bool) -> tuple:
+        """The operation that reads ``table/key``."""
         _check_key(table, key)
         if for_update and self._tx is None:
             raise InvalidParameterError(
                 "for_update=True takes a row lock, which only lives inside a transaction: "
                 "`async with db.transaction() as tx: await tx.get(table, key, for_update=True)`"
             )
-        return await self._transport.execute(("get", self._tx, table, key, for_update))
+        return ("get", self._tx, table, key, for_update)
 
     async def put(self, table: str, key: Key, value: Any, *, if_version: int | None = None) -> int:
         """Store ``value`` at ``table/key``; return the new version.

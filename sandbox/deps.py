@@ -70,8 +70,15 @@ def database(name: str, *, timeout: float | None = DB_TIMEOUT) -> Callable[..., 
     if provider is not None:
         return provider
 
+    key = ("db", name, timeout)
+
     async def provide_database(request: Request) -> Database:
         node = node_or_none()
+        clients = getattr(node, "_clients", None)
+        if clients is not None:
+            client = clients.get(key)
+            if client is not None:
+                return client
         if node is None:
             state = _local_state(request)
             stores = getattr(state, "chaos_dojo_databases", None)
@@ -81,9 +88,7 @@ def database(name: str, *, timeout: float | None = DB_TIMEOUT) -> Callable[..., 
             if store is None:
                 store = stores[name] = Store(_LocalWorld, name, lock_timeout=2.0)
             return Database(_LocalTransport(store))
-        return _cached(
-            node, ("db", name, timeout), lambda: Database(_RemoteTransport(node, _database_node(node, name), timeout))
-        )
+        return _cached(node, key, lambda: Database(_RemoteTransport(node, _database_node(node, name), timeout)))
 
     provide_database.__qualname__ = provide_database.__name__ = f"database_{name.replace('-', '_')}"
     _database_providers[(name, timeout)] = provide_database

@@ -281,7 +281,7 @@ class Network:
         """Put one message on the wire from ``src`` to ``dst``; ``deliver(payload)`` on arrival."""
         world = self.world
         link = self._links.get((src.name, dst.name)) or self._link(src.name, dst.name)
-        state, rng = link.state, link.rng
+        state = link.state
         log = world._log
         now = world.env.now
         if state.cut:
@@ -293,19 +293,24 @@ class Network:
         if link.rules:
             self._send_faulty(link, src, dst, deliver, payload, kind, msg_id)
             return
+        rng = link.rng
         if state.loss and rng.random() < state.loss:
             log.append((now, "net.drop", src.name, dst.name, kind, msg_id, "loss"))
             return
-        delay = state.sample_delay(rng)
+        if state.distribution == "normal" and state.jitter != 0.0:  # sample_delay's common case, inlined
+            delay = rng.gauss(state.latency, state.jitter)
+            if not delay > 0.0:
+                delay = 0.0
+        else:
+            delay = state.sample_delay(rng)
         if state.reorder and rng.random() < state.reorder:
             delay += state.reorder_delay
         log.append((now, "net.send", src.name, dst.name, kind, msg_id, delay))
-        _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id, delay)
+        _Arrival(world.env, link, src.name, dst, deliver, payload, kind, msg_id, delay)
         if state.duplicate and rng.random() < state.duplicate:
             again = state.sample_delay(rng)
             log.append((now, "net.duplicate", src.name, dst.name, kind, msg_id, again))
-            _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id, again)
-
+            _Arrival(world.env, link, src.name, dst, deliver, payload, kind, msg_id, again)
 
     def _send_faulty(self, link: _Link, src: Node, dst: Node, deliver: Callable[[Any], None], payload: Any, kind: str, msg_id: int) -> None:
         """``send`` on a link with fault rules: the link's own behaviour, then each rule's, in order."""
@@ -342,7 +347,7 @@ class Network:
             if rule.clog:
                 rule.fired += 1
         log.append((now, "net.send", src.name, dst.name, kind, msg_id, delay))
-        _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id, delay)
+        _Arrival(world.env, link, src.name, dst, deliver, payload, kind, msg_id, delay)
         copies = 1 if state.duplicate and rng.random() < state.duplicate else 0
         for rule in rules:
             if rule.duplicate and rng.random() < rule.duplicate:
@@ -354,7 +359,7 @@ class Network:
                 if rule.delay is not None:
                     again += rule.delay.sample_delay(rng)
             log.append((now, "net.duplicate", src.name, dst.name, kind, msg_id, again))
-            _Arrival(world, link, src.name, dst, deliver, payload, kind, msg_id, again)
+            _Arrival(world.env, link, src.name, dst, deliver, payload, kind, msg_id, again)
 
 
 def message_size(payload: Any) -> int:
@@ -461,15 +466,13 @@ class _Link:
 class _Arrival(Event):
     """A message in flight: a SimPy event that hands it to its destination when its delay is over."""
 
-    __slots__ = ("world", "link", "src", "dst", "deliver", "payload", "kind", "msg_id")
+    __slots__ = ("link", "src", "dst", "deliver", "payload", "kind", "msg_id")
 
-    def __init__(self, world, link, src, dst, deliver, payload, kind, msg_id, delay: float) -> None:
-        env = world.env
+    def __init__(self, env, link, src, dst, deliver, payload, kind, msg_id, delay: float) -> None:
         self.env = env
-        self.callbacks = [_arrive]
+        self.callbacks = _ARRIVE
         self._value = None
         self._ok = True
-        self.world = world
         self.link = link
         self.src = src
         self.dst = dst
@@ -482,11 +485,28 @@ class _Arrival(Event):
 
 def _arrive(arrival: _Arrival) -> None:
     dst = arrival.dst
-    log = arrival.world._log
+    link = arrival.link
+    if link.state.cut or link.clogged or dst.paused or not dst.alive:
+        _arrive_late(arrival)
+        return
+    dst.world._log.append((arrival.env.now, "net.deliver", arrival.src, dst.name, arrival.kind, arrival.msg_id))
+    arrival.deliver(arrival.payload)
+
+
+#: Every arrival's callbacks: SimPy replaces an event's list with None when it fires and never changes it
+#: before, so one shared list serves them all (nothing else waits on an arrival).
+_ARRIVE = (_arrive,)
+
+
+def _arrive_late(arrival: _Arrival) -> None:
+    """``_arrive`` when the link is cut or clogged, or the destination down or paused."""
+    dst = arrival.dst
+    world = dst.world
+    log = world._log
     link = arrival.link
     if link.state.cut:
         log.append((arrival.env.now, "net.drop", arrival.src, dst.name, arrival.kind, arrival.msg_id, "partition"))
-        for p in arrival.world.network._partitions:
+        for p in world.network._partitions:
             if p.on_drop is not None and p.cuts(arrival.src, dst.name):
                 p.on_drop()
         return
@@ -499,5 +519,4 @@ def _arrive(arrival: _Arrival) -> None:
     if dst.paused:  # held in the frozen node's buffers until it resumes
         dst._held.append(lambda: _arrive(arrival))
         return
-    log.append((arrival.env.now, "net.deliver", arrival.src, dst.name, arrival.kind, arrival.msg_id))
-    arrival.deliver(arrival.payload)
+    _arrive(arrival)

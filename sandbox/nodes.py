@@ -14,12 +14,13 @@ client) is a ``Node``; they share the request/reply machinery in ``call``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
 
-from ._runtime import Task, WaitEvent
+from ._runtime import Task, wait_for
 from ._vtime import call_at, due
 from .clocks import Clock
 from .errors import NodeCrashed, RequestTimeout
@@ -160,21 +161,23 @@ class Node:
         within ``timeout`` seconds of virtual time, ``RequestTimeout`` is raised (the
         request may have taken effect anyway).
         """
-        self.check_alive()
+        if not self.alive:
+            self.check_alive()
         world = self.world
         msg_id = world.next_id()
         reply = Event(self.env)
-        self._pending[msg_id] = reply
-        world.network.send(self, dst, _Deliver(handler, self, self.epoch, msg_id), request, kind, msg_id)
+        pending = self._pending
+        pending[msg_id] = reply
+        world.network.send(self, dst, partial(handler, self, self.epoch, msg_id), request, kind, msg_id)
         if timeout is not None:
             deadline = self.env.now + timeout
             heappush(self._deadlines, (deadline, msg_id, timeout, describe))
             if self._timer_at is None or deadline < self._timer_at:
                 self._arm(deadline)
         try:
-            return await WaitEvent(reply)
+            return await wait_for(reply)
         finally:
-            self._pending.pop(msg_id, None)
+            pending.pop(msg_id, None)
 
     def _arm(self, deadline: float) -> None:
         self._timer_at = deadline
@@ -204,7 +207,18 @@ class Node:
 
     def reply(self, caller: Node, caller_epoch: int, msg_id: int, response: Any, kind: str) -> None:
         """Send ``response`` back to ``caller`` for its request ``msg_id``."""
-        self.world.network.send(self, caller, _Reply(caller, caller_epoch, msg_id), response, kind, msg_id)
+        self.world.network.send(self, caller, partial(caller._replied, caller_epoch, msg_id), response, kind, msg_id)
+
+    def _replied(self, epoch: int, msg_id: int, response: Any) -> None:
+        """The reply to this node's request ``msg_id`` has arrived: wake the call waiting for it."""
+        if self.epoch != epoch:
+            self.world.record("net.late", self.name, msg_id, "caller restarted")
+            return
+        event = self._pending.pop(msg_id, None)
+        if event is None:
+            self.world.record("net.late", self.name, msg_id, "caller gave up")
+            return
+        event.succeed(response)
 
 
 def start_soon(env: Any, task: Task) -> None:
@@ -212,36 +226,3 @@ def start_soon(env: Any, task: Task) -> None:
     trigger = Event(env)
     trigger.callbacks.append(lambda _event: task.start() if task.alive else None)
     trigger.succeed()
-
-
-class _Deliver:
-    __slots__ = ("handler", "caller", "epoch", "msg_id")
-
-    def __init__(self, handler, caller, epoch, msg_id) -> None:
-        self.handler = handler
-        self.caller = caller
-        self.epoch = epoch
-        self.msg_id = msg_id
-
-    def __call__(self, request: Any) -> None:
-        self.handler(self.caller, self.epoch, self.msg_id, request)
-
-
-class _Reply:
-    __slots__ = ("caller", "epoch", "msg_id")
-
-    def __init__(self, caller: Node, epoch: int, msg_id: int) -> None:
-        self.caller = caller
-        self.epoch = epoch
-        self.msg_id = msg_id
-
-    def __call__(self, response: Any) -> None:
-        caller = self.caller
-        if caller.epoch != self.epoch:
-            caller.world.record("net.late", caller.name, self.msg_id, "caller restarted")
-            return
-        event = caller._pending.pop(self.msg_id, None)
-        if event is None:
-            caller.world.record("net.late", caller.name, self.msg_id, "caller gave up")
-            return
-        event.succeed(response)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 import re
 import sys
 import traceback
@@ -32,7 +33,7 @@ import sniffio
 from simpy.events import Event
 
 from ._determinism import replica_globals
-from ._runtime import BACKEND_NAME, Task, WaitEvent, current_node
+from ._runtime import BACKEND_NAME, Task, current_node, wait_for
 from .errors import ConfigError, InvalidParameterError
 from .http import HttpRequest
 from .nodes import Node
@@ -161,6 +162,7 @@ class Instance(Node):
         self._state: dict[str, Any] = {}
         self._lifespan: Any = None
         self.disk_store: Any = None  # the local durable disk, made on first use
+        self._async_app = False  # the app's __call__ is ``async def``: ``handle_http`` drives it directly
 
     def on_start(self) -> None:
         self.ready = False
@@ -176,6 +178,8 @@ class Instance(Node):
                 self.world.record_error(self, "create_app() at its restart (the replica stays down)", exc)
                 self.crash()
                 return
+        app = self.app
+        self._async_app = inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))
         self.world.record("service.start", self.name)
         self.spawn_soon(lambda: _lifespan(self), f"{self.name} lifespan", self._lifespan_done)
 
@@ -211,25 +215,29 @@ class Instance(Node):
         if not self.ready:
             world.record("http.refused", self.name, caller.name, msg_id)
             return
+        path = request.path
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": "1.1",
             "method": request.method,
             "scheme": "http",
-            "path": unquote(request.path),  # as uvicorn: decoded (a%20b is "a b"); raw_path keeps what was sent
-            "raw_path": request.path.encode(),
+            "path": unquote(path) if "%" in path else path,  # as uvicorn: decoded (a%20b is "a b"); raw_path keeps what was sent
+            "raw_path": path.encode(),
             "root_path": "",
             "query_string": request.query_string,
             "headers": request.headers,
             "server": (self.name, 80),
             "client": (caller.name, 40000 + msg_id % 20000),
-            "state": dict(self._state),
+            "state": self._state.copy(),
         }
-        world.record("http.request", self.name, caller.name, msg_id, request.method, request.path)
-        exchange = _Exchange(self, caller, caller_epoch, msg_id, request)
-        exchange.scope = scope
-        task = Task(self, _serve(self.app, scope, request.body, exchange), f"{request.method} {request.path}", exchange.done)
+        world.record("http.request", self.name, caller.name, msg_id, request.method, path)
+        exchange = _Exchange(self, caller, caller_epoch, msg_id, request, scope)
+        app = self.app
+        # An app whose __call__ is ``async def`` (every Starlette and FastAPI app) is driven directly; any other
+        # callable through ``_serve``, so that none of its code runs before its task does.
+        coro = app(scope, exchange.receive, exchange.send) if self._async_app else _serve(app, scope, exchange)
+        task = Task(self, coro, f"{request.method} {path}", exchange.done)
         tracing = world.tracing
         if tracing is not None:
             exchange.span = tracing.server_span(self, task, request)
@@ -237,27 +245,58 @@ class Instance(Node):
 
 
 class _Exchange:
-    """One request being served: collects the ASGI response and sends it back."""
+    """One request being served: the ASGI ``receive`` and ``send`` of the app, collecting its response to
+    send it back."""
 
     __slots__ = (
         "instance", "caller", "caller_epoch", "msg_id", "request", "status", "headers", "body", "span", "scope",
-        "complete", "on_complete", "incomplete",
+        "complete", "on_complete", "incomplete", "received",
     )
 
-    def __init__(self, instance: Instance, caller: Node, caller_epoch: int, msg_id: int, request: HttpRequest) -> None:
+    def __init__(
+        self, instance: Instance, caller: Node, caller_epoch: int, msg_id: int, request: HttpRequest,
+        scope: dict[str, Any],
+    ) -> None:
         self.instance = instance
         self.caller = caller
         self.caller_epoch = caller_epoch
         self.msg_id = msg_id
         self.request = request
+        self.scope = scope
         self.status: int | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.body = b""
         self.span: Any = None
-        self.scope: dict[str, Any] = {}
         self.complete = False
         self.on_complete: Event | None = None
         self.incomplete = False  # started, then cut short: the caller sees the connection close mid-body
+        self.received = False
+
+    async def receive(self) -> dict[str, Any]:
+        """ASGI ``receive``: the whole request body at once, then (once the response is complete) a disconnect."""
+        if not self.received:
+            self.received = True
+            return {"type": "http.request", "body": self.request.body, "more_body": False}
+        # As under uvicorn: later receives wait until the response is complete, then
+        # report the client gone (the caller never disconnects early here).
+        if not self.complete:
+            finished = self.on_complete = Event(self.instance.env)
+            await wait_for(finished)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """ASGI ``send``: collect the response; answer the caller once its body is complete."""
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", ()))
+        elif kind == "http.response.body":
+            status = self.status
+            # as a server does: no body for HEAD, nor for 204, 304 and 1xx (the headers stay as written)
+            if self.request.method != "HEAD" and status not in _NO_BODY and not (status is not None and status < 200):
+                self.body += message.get("body", b"")
+            if not message.get("more_body", False) and status is not None:
+                self.respond()
 
     def respond(self) -> None:
         """Send the response back to the caller, once: as soon as the body is complete (as a
@@ -280,20 +319,21 @@ class _Exchange:
         """The ASGI call returned or raised: record the error, answer if nothing was sent yet."""
         instance = self.instance
         world = instance.world
-        where = f"{self.request.method} {self.request.path}"
         if task.error is not None:
-            world.record_error(instance, where, task.error)
+            world.record_error(instance, f"{self.request.method} {self.request.path}", task.error)
             if self.status is None:
                 self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain; charset=utf-8")], \
                     b"Internal Server Error"
             elif not self.complete:  # as uvicorn: the response had started, so the connection is closed mid-body
                 self.incomplete = True
         elif self.status is None:  # as uvicorn: the error in the server's log, a plain 500 to the client
-            world.record_error(instance, where, RuntimeError("the app returned without sending a response"))
+            world.record_error(instance, f"{self.request.method} {self.request.path}",
+                               RuntimeError("the app returned without sending a response"))
             self.status, self.headers, self.body = 500, [(b"content-type", b"text/plain; charset=utf-8")], \
                 b"Internal Server Error"
         elif not self.complete:
-            world.record_error(instance, where, RuntimeError("the app returned without completing its response"))
+            world.record_error(instance, f"{self.request.method} {self.request.path}",
+                               RuntimeError("the app returned without completing its response"))
             self.incomplete = True
         self.respond()
         if self.span is not None:  # as OpenTelemetry's ASGI instrumentation: the span covers the whole call
@@ -305,38 +345,9 @@ class _Exchange:
 _NO_BODY = frozenset({204, 304})
 
 
-async def _serve(app: Any, scope: dict[str, Any], body: bytes, exchange: _Exchange) -> None:
-    received = False
-    finished: Event | None = None
-    env = exchange.instance.env
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received, finished
-        if not received:
-            received = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        # As under uvicorn: later receives wait until the response is complete, then
-        # report the client gone (the caller never disconnects early here).
-        if not exchange.complete:
-            finished = Event(env)
-            exchange.on_complete = finished
-            await WaitEvent(finished)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            exchange.status = message["status"]
-            exchange.headers = list(message.get("headers", ()))
-        elif kind == "http.response.body":
-            # as a server does: no body for HEAD, nor for 204, 304 and 1xx (the headers stay as written)
-            if exchange.request.method != "HEAD" and exchange.status not in _NO_BODY and not (
-                    exchange.status is not None and exchange.status < 200):
-                exchange.body += message.get("body", b"")
-            if not message.get("more_body", False) and exchange.status is not None:
-                exchange.respond()
-
-    await app(scope, receive, send)
+async def _serve(app: Any, scope: dict[str, Any], exchange: _Exchange) -> None:
+    """Drive an app that is not an ``async def`` callable (a plain function returning an awaitable)."""
+    await app(scope, exchange.receive, exchange.send)
 
 
 async def _lifespan(instance: Instance) -> None:

@@ -153,6 +153,10 @@ class IORule:
         self.fired = 0
 
 
+#: The method of ``Store`` that executes each operation.
+_OP_METHODS = {name: f"_op_{name}" for name in ("get", "scan", "put", "insert", "delete", "commit", "rollback")}
+
+
 class Store:
     """The tables, row versions, locks and open transactions of one database or disk."""
 
@@ -212,7 +216,7 @@ class Store:
         """
         name, tx_id = op[0], op[1]
         if tx_id is None:
-            return getattr(self, "_op_" + name)(None, *op[2:], auto_id=auto_id)
+            return getattr(self, _OP_METHODS.get(name) or "_op_" + name)(None, *op[2:], auto_id=auto_id)
         tx = self._txs.get(tx_id)
         if tx is None:
             if tx_id in self._ended:
@@ -228,7 +232,7 @@ class Store:
         tx.last_active = self.world.env.now
         if name == "begin":
             return None
-        return getattr(self, "_op_" + name)(tx, *op[2:])
+        return getattr(self, _OP_METHODS.get(name) or "_op_" + name)(tx, *op[2:])
 
     def _visible(self, tx: _Tx | None, table: str, key: Key) -> tuple[Any, int]:
         row = self.tables.get(table, {}).get(key)
@@ -516,4 +520,7 @@ class _Execute:
         if not db.alive or db.epoch != self.epoch:
             db.world.record("db.lost", db.name, self.msg_id)
             return
-        db.when_running(lambda: db.run_op(self))
+        if db.paused:
+            db._held.append(lambda: db.run_op(self))
+        else:
+            db.run_op(self)
