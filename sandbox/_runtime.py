@@ -37,7 +37,7 @@ import anyio
 import sniffio
 from simpy.events import AllOf, Event
 
-from .errors import ForeignAwaitError, NotInSandboxError
+from .errors import ForeignAwaitError, InvalidParameterError, NotInSandboxError
 
 if TYPE_CHECKING:
     from .nodes import Node
@@ -130,8 +130,6 @@ async def sleep(seconds: float) -> None:
     Raises:
         InvalidParameterError: if ``seconds`` is negative or not a number.
     """
-    from .errors import InvalidParameterError
-
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
         raise InvalidParameterError(f"sleep(seconds={seconds!r}): use a finite number of seconds >= 0")
     node = current_node.get()

@@ -23,6 +23,7 @@ In a service, get one through FastAPI's ``Depends``::
 from __future__ import annotations
 
 import json as _json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -372,7 +373,7 @@ class HttpClient(_Methods):
         node = self._node
         if not node.alive:
             node.check_alive()
-        if timeout is not DEFAULT_TIMEOUT:
+        if timeout is not DEFAULT_TIMEOUT and not (type(timeout) is float and 0.0 < timeout < math.inf):
             timeout = check_timeout(timeout)
         world = node.world
         request = build_request(

@@ -103,6 +103,7 @@ class Service:
         self.factory = factory
         self.isolate_module = isolate_module
         self.instances = [Instance(world, self, i) for i in range(replicas)]
+        self._balancers: dict[str, Any] = {}  # the seeded stream of each caller's load-balancing draws
 
     def __repr__(self) -> str:
         up = sum(1 for i in self.instances if i.alive)
@@ -114,7 +115,10 @@ class Service:
         if len(instances) == 1:
             return instances[0]
         ready = [i for i in instances if i.ready] or instances
-        return ready[self.world.streams[f"lb/{caller.name}->{self.name}"].randrange(len(ready))]
+        rng = self._balancers.get(caller.name)
+        if rng is None:
+            rng = self._balancers[caller.name] = self.world.streams[f"lb/{caller.name}->{self.name}"]
+        return ready[rng.randrange(len(ready))]
 
     def build_app(self, instance: Instance) -> Any:
         """Build the app for one replica, with ``instance`` as the current node.

@@ -82,7 +82,11 @@ def plain(value: Any, where: str = "value") -> Any:
                 raise InvalidParameterError(
                     f"{where} has key {k!r} of type {type(k).__name__}; stored dicts need str keys, as in JSON"
                 )
-            out[k] = plain(v, f"{where}[{k!r}]")
+            item = type(v)
+            if item is str or item is int or item is bool or v is None:  # the common case, without recursing
+                out[k] = v
+            else:
+                out[k] = plain(v, f"{where}[{k!r}]")
         return out
     if kind is list or kind is tuple:
         return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
