@@ -119,7 +119,7 @@ def event(kind: str, **fields: Any) -> None:
     if where is None:
         return
     world, node = where
-    world.events.append(Event(world.now, node, kind, MappingProxyType(dict(fields))))
+    world._said(Event(world.now, node, kind, MappingProxyType(dict(fields))))
     world.record("event", node, kind, tuple(fields.items()))
 
 

@@ -58,6 +58,7 @@ from opentelemetry.trace.propagation import set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .clocks import EPOCH_NS
+from .recorder import WindowedRunError, fold_step
 
 if TYPE_CHECKING:
     from ._runtime import Task
@@ -285,7 +286,7 @@ class AutoSpan(trace.Span):
             return
         self.end_time = end_time if end_time is not None else self._tracing.now_ns()
         if self._tracing.node_is_up(self.node):  # a crashed process exports nothing more
-            self._tracing._finished.append(self)
+            self._tracing._keep_span(self)
 
     def __repr__(self) -> str:
         return f"<AutoSpan {self._name!r} {self.kind.name} on {self.node}>"
@@ -305,7 +306,7 @@ class _Collector(SpanProcessor):
         if tracing._building is not None:
             tracing._building.append(span)
         else:
-            tracing._finished.append(span)
+            tracing._keep_span(span)
 
 
 class _NodeTracer:
@@ -322,17 +323,47 @@ class Tracing:
     ``spans()`` lists every finished span, in the order they ended: the spans
     service code made with the tracer dependency, and the sandbox's automatic spans
     (built into SDK spans on first read, see ``AutoSpan``).
+
+    ``keep`` (``World(seed, tracing=True, keep_spans=N)``): None keeps every finished
+    span; a number keeps only the last ``keep`` (a few more while the world runs: the
+    oldest go in batches), so that a long traced run's memory stays flat. Once some
+    were let go, ``spans()`` and the exports refuse (``WindowedRunError``): a trace
+    with spans missing would look broken when it is not. ``recent_spans()`` gives the
+    spans kept, ``dropped`` counts the others.
     """
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, keep: int | None = None) -> None:
         self.world = world
         self.id_generator = SeededIdGenerator(world.streams["tracing"])
         self._collector = _Collector(self)
         self.providers: dict[str, TracerProvider] = {}
         self._tracers: dict[str, _NodeTracer] = {}
+        # Finished spans in the order they ended; an AutoSpan is replaced by its SDK span when built.
         self._finished: list[ReadableSpan | AutoSpan] = []
-        self._built: list[ReadableSpan] = []
+        self._built_upto = 0  # _finished[:_built_upto] are all SDK spans
         self._building: list[ReadableSpan] | None = None
+        #: How many of the last finished spans are kept (None: all of them).
+        self.keep = keep
+        #: How many finished spans were let go; 0 unless ``keep`` is set.
+        self.dropped = 0
+        self._fold_at = None if keep is None else keep + fold_step(keep)
+        self._keep_span = self._finished.append if keep is None else self._keep_in_window
+
+    def _keep_in_window(self, span: ReadableSpan | AutoSpan) -> None:
+        finished = self._finished
+        finished.append(span)
+        if len(finished) >= self._fold_at:  # type: ignore[operator]
+            self.trim()
+
+    def trim(self) -> None:
+        """Let go of every finished span but the last ``keep``; nothing without ``keep``."""
+        if self.keep is None:
+            return
+        cut = len(self._finished) - self.keep
+        if cut > 0:
+            del self._finished[:cut]
+            self.dropped += cut
+            self._built_upto = max(0, self._built_upto - cut)
 
     def node_is_up(self, name: str) -> bool:
         node = self.world.nodes.get(name)
@@ -472,12 +503,37 @@ class Tracing:
     # --- reading and exporting -----------------------------------------------------------
 
     def spans(self) -> list[ReadableSpan]:
-        """Every finished span, in the order they ended, as OpenTelemetry SDK spans."""
+        """Every finished span, in the order they ended, as OpenTelemetry SDK spans.
+
+        Raises:
+            WindowedRunError: the world keeps only its last spans (``keep_spans``) and some were let go;
+                ``recent_spans()`` gives the ones kept.
+        """
+        if self.dropped:
+            raise WindowedRunError(
+                f"this world keeps only its last {self.keep:,} finished spans (World(tracing=True, keep_spans="
+                f"{self.keep})) and let {self.dropped:,} earlier ones go, so the whole run's spans are gone: a "
+                f"trace missing its first spans would look broken to a checker, a picture or an exporter. Build "
+                f"the world without keep_spans to read them all; world.tracing.recent_spans() gives the ones kept"
+            )
+        return self.recent_spans()
+
+    def recent_spans(self) -> list[ReadableSpan]:
+        """The finished spans kept (all of them unless ``keep`` is set), in the order they ended.
+
+        Example::
+
+            world = sandbox.World(seed=7, tracing=True, keep_spans=500)
+            ...
+            world.tracing.recent_spans()[-1].name   # the last span that ended
+        """
         finished = self._finished
-        built = self._built
-        for item in finished[len(built):]:
-            built.append(self._build(item) if isinstance(item, AutoSpan) else item)
-        return list(built)
+        for i in range(self._built_upto, len(finished)):
+            item = finished[i]
+            if isinstance(item, AutoSpan):
+                finished[i] = self._build(item)  # the SDK span takes its place: one copy is kept, not two
+        self._built_upto = len(finished)
+        return list(finished)  # type: ignore[arg-type]
 
     def _build(self, auto: AutoSpan) -> ReadableSpan:
         """The SDK span of a recorded automatic span: same ids, times, attributes, events, status."""

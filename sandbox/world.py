@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ from .events import Assertion, Event
 from .history import History
 from .network import Network
 from .nodes import Node
-from .recorder import Recorder
+from .recorder import Recorder, WindowedRunError, check_keep
 from .services import (
     AppFactory,
     Instance,
@@ -72,21 +73,49 @@ class World(Lookups):
     Args:
         seed: a non-negative int; every random draw of the run derives from it.
         tracing: record OpenTelemetry spans (``world.spans()``, ``world.tracing.otlp_json()``).
+        wall_limit: real seconds each ``run()`` may take (None: no limit).
+        keep_events: for long runs, keep only the last N entries of the event log (and the last N domain
+            events) instead of all of them, so that memory stays flat however long the world runs. The
+            fingerprint is the same; what reads the whole log (checkers, pictures, ``evidence.snapshot``)
+            refuses once some were let go (``WindowedRunError``). None (the default) keeps everything.
+        keep_spans: the same for finished spans (with ``tracing=True``): keep only the last N.
+
+    Example (a long run: its log's last 100,000 entries kept, some 12 MB in the order system, whatever its
+    length; the history, which the checkers of operations read, is kept whole)::
+
+        world = sandbox.World(seed=7, keep_events=100_000)
 
     Raises:
         BadSeedError: ``seed`` is not a non-negative int.
+        InvalidParameterError: ``keep_events`` or ``keep_spans`` is not None or a whole number >= 0, or
+            ``keep_spans`` without ``tracing=True``.
     """
 
-    def __init__(self, seed: int, *, tracing: bool = False, wall_limit: float | None = DEFAULT_WALL_LIMIT) -> None:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        tracing: bool = False,
+        wall_limit: float | None = DEFAULT_WALL_LIMIT,
+        keep_events: int | None = None,
+        keep_spans: int | None = None,
+    ) -> None:
         self.seed = check_seed(seed)
         if wall_limit is not None:
             seconds("wall_limit", wall_limit, positive=True)
+        keep_events = check_keep("keep_events", keep_events, 100_000, "event log entries")
+        keep_spans = check_keep("keep_spans", keep_spans, 10_000, "finished spans")
+        if keep_spans is not None and not tracing:
+            raise InvalidParameterError(
+                f"keep_spans={keep_spans!r} without tracing=True: this world records no spans to keep; pass "
+                f"tracing=True as well, or leave keep_spans out"
+            )
         #: Real seconds each ``run()`` call may take before the code running is stopped (None: no limit).
         self.wall_limit = wall_limit
         self.env = simpy.Environment()
         self.streams = Streams(self.seed)
-        self.recorder = Recorder()
-        self._log = self.recorder.log
+        self.recorder = Recorder(keep_events)
+        self._log = self.recorder.sink
         self.network = Network(self)
         self.nodes: dict[str, Node] = {}
         self.services: dict[str, Service] = {}
@@ -94,8 +123,8 @@ class World(Lookups):
         self.clients: dict[str, ClientNode] = {}
         self.history = History()
         self.errors: list[ServiceError] = []
-        #: Domain events said by service code with ``sandbox.event`` (saga steps, breaker states...).
-        self.events: list[Event] = []
+        self._events: list[Event] | deque[Event] = [] if keep_events is None else deque(maxlen=keep_events)
+        self._events_said = 0
         #: ``sandbox.sometimes`` / ``sandbox.reachable`` tallies, by message.
         self.assertions: dict[str, Assertion] = {}
         self._ids = 0
@@ -113,7 +142,7 @@ class World(Lookups):
         if tracing:
             from .tracing import Tracing
 
-            self.tracing = Tracing(self)
+            self.tracing = Tracing(self, keep_spans)
 
     def __repr__(self) -> str:
         return f"<World seed={self.seed} t={self.now:.4f} nodes={len(self.nodes)}>"
@@ -133,12 +162,41 @@ class World(Lookups):
         """Append one entry to the event log (plain values only)."""
         self._log.append((self.env.now, kind, *fields))
 
+    @property
+    def events(self) -> list[Event]:
+        """Domain events said by service code with ``sandbox.event`` (saga steps, breaker states...), in order.
+
+        Raises:
+            WindowedRunError: the world keeps only its last events (``keep_events``) and some were let go.
+        """
+        events = self._events
+        if isinstance(events, list):
+            return events
+        if self._events_said > len(events):
+            raise WindowedRunError(
+                f"this world keeps only its last {events.maxlen:,} domain events (World(keep_events="
+                f"{events.maxlen})) and let {self._events_said - len(events):,} earlier ones go, so a checker "
+                f"reading them (sagas, breakers, retries) would judge part of the run as the whole. Build the "
+                f"world without keep_events to check it; world.recorder.recent('event') gives the ones kept"
+            )
+        return list(events)
+
+    def _said(self, event: Event) -> None:
+        """Keep one domain event said by service code (``sandbox.event``)."""
+        self._events.append(event)
+        self._events_said += 1
+
     def spans(self) -> list[Any]:
-        """The finished OpenTelemetry spans of this run (empty unless ``tracing=True``)."""
+        """The finished OpenTelemetry spans of this run (empty unless ``tracing=True``).
+
+        Raises:
+            WindowedRunError: the world keeps only its last spans (``keep_spans``) and some were let go.
+        """
         return self.tracing.spans() if self.tracing is not None else []
 
     def fingerprint(self) -> str:
-        """A hash of the full event log and the history: equal for equal seeds, in any process."""
+        """A hash of the full event log and the history: equal for equal seeds, in any process (and the same
+        with ``keep_events``: the entries let go were hashed on their way out)."""
         return self.recorder.fingerprint(extra=[repr(op) for op in self.history])
 
     # --- building the datacenter -----------------------------------------------------
@@ -430,6 +488,9 @@ class World(Lookups):
             self._overran(over)
         finally:
             self._running = False
+            self.recorder.trim()  # with keep_events / keep_spans: exactly the last N kept between runs
+            if self.tracing is not None:
+                self.tracing.trim()
 
     def _overran(self, over: OverBudget) -> None:
         """The wall-clock limit stopped the run: say so (the world's errors, ``overran``, ``stalled``), and end it."""
