@@ -77,6 +77,7 @@ from .errors import (
     UnknownNameError,
     UnknownServiceError,
     VersionConflict,
+    WindowedRunError,
     WorldFinishedError,
 )
 from .events import Assertion, Event, event, reachable, sometimes
@@ -143,6 +144,7 @@ __all__ = [
     "InvalidReplicasError",
     "InvalidParameterError",
     "WorldFinishedError",
+    "WindowedRunError",
     "ScenarioError",
     "ForeignAwaitError",
     "LivelockError",

@@ -19,7 +19,8 @@ The hierarchy::
     │   ├── UnknownNameError
     │   │   └── UnknownServiceError
     │   ├── InvalidReplicasError
-    │   └── InvalidParameterError
+    │   ├── InvalidParameterError
+    │   └── WindowedRunError      reading the whole record of a run that kept only its last part
     ├── WorldFinishedError        running a world past its end, or backwards
     ├── ScenarioError             an explored scenario raised (with its seed and schedule)
     ├── ForeignAwaitError         awaiting something the sandbox does not drive
@@ -49,6 +50,7 @@ __all__ = [
     "UnknownServiceError",
     "InvalidReplicasError",
     "InvalidParameterError",
+    "WindowedRunError",
     "WorldFinishedError",
     "ScenarioError",
     "ForeignAwaitError",
@@ -95,6 +97,11 @@ class InvalidReplicasError(ConfigError):
 
 class InvalidParameterError(ConfigError):
     """A parameter is out of its range (a negative latency, a probability above 1...)."""
+
+
+class WindowedRunError(ConfigError):
+    """A reader needs the whole record of a run that kept only its last part (``World(keep_events=...)``
+    or ``World(keep_spans=...)``): what it would read is gone, so it refuses rather than answer from part."""
 
 
 class WorldFinishedError(SandboxError):

@@ -24,18 +24,13 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from .errors import ConfigError, InvalidParameterError
+from .errors import InvalidParameterError, WindowedRunError
 
 Entry = tuple[Any, ...]
 
 #: Entries hashed per ``update`` of the digest (their text joined), so that a fold never builds a huge string.
 _HASH_BATCH = 4096
 _kind_of = itemgetter(1)
-
-
-class WindowedRunError(ConfigError):
-    """A reader needs the whole record of a run that kept only its last part (``World(keep_events=...)``
-    or ``World(keep_spans=...)``): what it would read is gone, so it refuses rather than answer from part."""
 
 
 def hash_entries(digest: Any, entries: Iterable[Entry]) -> None:

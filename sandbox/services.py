@@ -392,6 +392,11 @@ def release_app_caches() -> None:
                 value.cache_clear()
     for clear in getattr(typing, "_cleanups", ()):  # typing's own caches of subscripted aliases
         clear()
+    # FastAPI (0.12x and later) also keeps a plain dict of endpoint facts by id(function): 3 KB a world that
+    # nothing frees, and a stale entry once a dropped endpoint's id is reused by a new one.
+    endpoint_facts = getattr(sys.modules.get("fastapi.routing"), "_endpoint_context_cache", None)
+    if isinstance(endpoint_facts, dict):
+        endpoint_facts.clear()
 
 
 def format_error(error: BaseException) -> str:
