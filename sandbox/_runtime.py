@@ -460,6 +460,7 @@ class _Guard:
         self.depth = 0
         self.runs = 0
         self._saved: tuple[Any, ...] = ()
+        self._froze = False
 
     def __enter__(self) -> None:
         self.depth += 1
@@ -475,7 +476,12 @@ class _Guard:
             # triggers: a process running world after world (an exploration, a grader, a notebook checking
             # again) grew by some 2 MB a run. A full collection now and then frees them, at ~5 % of a run.
             gc.collect()
-        gc.freeze()
+        # Objects frozen by someone else (explore freezes its heap before forking its workers, as CPython advises,
+        # so that their collections do not copy the pages they share) stay frozen: this run freezes only if no
+        # one has, and unfreezes only what it froze.
+        self._froze = gc.get_freeze_count() == 0
+        if self._froze:
+            gc.freeze()
         threshold = gc.get_threshold()
         gc.set_threshold(max(threshold[0], 20_000), *threshold[1:])
 
@@ -486,7 +492,8 @@ class _Guard:
         loop, hooks, threshold, _enabled = self._saved
         self._saved = ()
         gc.set_threshold(*threshold)
-        gc.unfreeze()
+        if self._froze:
+            gc.unfreeze()
         _set_asyncgen_hooks(*hooks)
         _set_running_loop(loop)
 

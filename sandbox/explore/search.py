@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import time
@@ -208,6 +209,10 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
 
         context = multiprocessing.get_context("fork")
         before = {child.pid for child in multiprocessing.active_children()}
+        # CPython's advice before fork: freeze the heap, so that the workers' collections leave the pages they
+        # share with this process alone instead of copying them (measured: the workers' runs cost less CPU).
+        gc.collect()
+        gc.freeze()
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),))
         finished = False
         try:
@@ -223,6 +228,7 @@ def _search(scenario: Scenario, invariants: list[Invariant], jobs: list, workers
             if not finished:  # Ctrl-C or an error: a worker busy in a seed that never ends must not outlive it
                 _kill_workers(pool, before)
             pool.shutdown(wait=finished, cancel_futures=True)
+            gc.unfreeze()
     summary = _Summary.of(outcomes)
     if first is None:
         return None, summary
