@@ -1,0 +1,3 @@
+module chaosdojo/porcupinebench
+
+go 1.16
