@@ -224,13 +224,18 @@ class KeyValueModel:
 
 def _freeze(value: Any) -> Any:
     """A hashable equal-meaning copy: lists become tuples, dicts and sets frozensets."""
+    if type(value) in _ATOMS:  # the common case, checked first: a history holds thousands of values
+        return value
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(item) for item in value)
+        return tuple(map(_freeze, value))
     if isinstance(value, Mapping):
         return frozenset((_freeze(k), _freeze(v)) for k, v in value.items())
     if isinstance(value, (set, frozenset)):
-        return frozenset(_freeze(item) for item in value)
+        return frozenset(map(_freeze, value))
     return value
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def _is_pair(value: Any) -> bool:
