@@ -502,11 +502,12 @@ def _remember(plain: set[tuple[int, Any]] | None, seen: dict[tuple[int, Any], li
     if smallest is None:
         if grow:
             seen[(done, state)] = [maybe]
-    elif smallest[0] == 0 or any(m & maybe == m for m in smallest):
-        return False  # explored already, with these indeterminate calls or fewer
-    else:
-        smallest[:] = [m for m in smallest if m & maybe != maybe] + [maybe]
-        smallest.sort()  # 0, if there, first
+        return True
+    for met in smallest:  # smallest first
+        if met & maybe == met:
+            return False  # explored already, with these indeterminate calls or fewer
+    smallest[:] = [met for met in smallest if met & maybe != maybe] + [maybe]
+    smallest.sort()
     return True
 
 
