@@ -91,25 +91,12 @@ async def stock_deep_shelves(client: sandbox.Client) -> None:
 
 def build(seed: int, *, clients: int, orders: int, tracing: bool, window: bool, stocked: bool = False,
           faults: bool = True) -> sandbox.World:
-    """``order_system.build_world`` with the window's options (checked to be the same world: ``same_world``)."""
-    world = sandbox.World(
-        seed, tracing=tracing, wall_limit=None,
-        keep_events=KEEP_EVENTS if window else None,
-        keep_spans=KEEP_SPANS if window and tracing else None,
+    """``order_system.build_world`` with the window's options (``same_world`` checks the window changes nothing)."""
+    return order_system.build_world(
+        seed, clients=clients, orders_per_client=orders, tracing=tracing, faults=faults,
+        clerk=stock_deep_shelves if stocked else None, wall_limit=None,
+        keep_events=KEEP_EVENTS if window else None, keep_spans=KEEP_SPANS if window and tracing else None,
     )
-    for db in ("orders-db", "payments-db", "notifications-db"):
-        world.add_database(db)
-    latency = order_system.INVENTORY_DB_LATENCY
-    world.add_database("inventory-db", latency=latency, jitter=latency / 2)
-    for name, factory in order_system.SERVICES.items():
-        world.add_service(name, factory, replicas=2, isolate_module=False)
-    world.broker.create_topic("order-placed", partitions=3)
-    world.add_client("clerk", stock_deep_shelves if stocked else order_system.stock_shelves)
-    for i in range(clients):
-        world.add_client(f"customer-{i}", order_system.shopper, orders, start=order_system.SHOP_OPENS)
-    if faults:
-        order_system.add_network_trouble(world)
-    return world
 
 
 def same_world() -> None:

@@ -432,23 +432,8 @@ def order_world(seed: int, customers: int, *, stocked: bool, tracing: bool) -> s
     customers who keep shopping, and with ``stocked`` a clerk who stocks deep shelves."""
     from sandbox.examples import order_system
 
-    if not stocked:
-        world = order_system.build_world(seed, clients=customers, orders_per_client=10**9, tracing=tracing)
-        world.wall_limit = None
-        return world
-    world = sandbox.World(seed, tracing=tracing, wall_limit=None)
-    for db in ("orders-db", "payments-db", "notifications-db"):
-        world.add_database(db)
-    latency = order_system.INVENTORY_DB_LATENCY
-    world.add_database("inventory-db", latency=latency, jitter=latency / 2)
-    for name, factory in order_system.SERVICES.items():
-        world.add_service(name, factory, replicas=2, isolate_module=False)
-    world.broker.create_topic("order-placed", partitions=3)
-    world.add_client("clerk", stock_deep_shelves)
-    for i in range(customers):
-        world.add_client(f"customer-{i}", order_system.shopper, 10**9, start=order_system.SHOP_OPENS)
-    order_system.add_network_trouble(world)
-    return world
+    return order_system.build_world(seed, clients=customers, orders_per_client=10**9, tracing=tracing,
+                                    clerk=stock_deep_shelves if stocked else None, wall_limit=None)
 
 
 def run_orders(label: str, seed: int, customers: int, seconds: float, *, stocked: bool, tracing: bool) -> Orders:

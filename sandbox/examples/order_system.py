@@ -48,8 +48,9 @@ faults of your own. Each service is an ordinary FastAPI app built by its factory
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException
@@ -351,6 +352,8 @@ def build_world(
     replicas: int = 2,
     faults: bool = True,
     tracing: bool = False,
+    clerk: Callable[[sandbox.Client], Awaitable[None]] | None = None,
+    **world_options: Any,
 ) -> sandbox.World:
     """Build the order system's world for ``seed``, ready to run.
 
@@ -359,7 +362,9 @@ def build_world(
     when the shop opens and each place ``orders_per_client`` orders of random
     products. With ``faults`` the link
     between orders and payments is slow, lossy and duplicates a few requests (see
-    ``add_network_trouble``).
+    ``add_network_trouble``). ``clerk`` replaces the clerk who stocks the shelves (the
+    benchmarks' deep shelves); ``world_options`` go to ``sandbox.World`` (``wall_limit``,
+    ``keep_events``, ``keep_spans`` for a long run).
 
     Example::
 
@@ -374,7 +379,7 @@ def build_world(
     for name, value in (("clients", clients), ("orders_per_client", orders_per_client)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise sandbox.InvalidParameterError(f"{name}={value!r}: use a whole number >= 1")
-    world = sandbox.World(seed=seed, tracing=tracing)
+    world = sandbox.World(seed=seed, tracing=tracing, **world_options)
     for db in ("orders-db", "payments-db", "notifications-db"):
         world.add_database(db)
     world.add_database("inventory-db", latency=INVENTORY_DB_LATENCY, jitter=INVENTORY_DB_LATENCY / 2)
@@ -384,7 +389,7 @@ def build_world(
         world.add_service(name, factory, replicas=replicas, isolate_module=False)
     world.broker.create_topic("order-placed", partitions=3)
 
-    world.add_client("clerk", stock_shelves)
+    world.add_client("clerk", clerk if clerk is not None else stock_shelves)
     for i in range(clients):
         world.add_client(f"customer-{i}", shopper, orders_per_client, start=SHOP_OPENS)
     if faults:
