@@ -80,25 +80,34 @@ def create_app():
     return app
 
 
+async def counted_chunks(n: int):
+    for i in range(n):
+        yield f"chunk {i}\n".encode()
+
+
+async def failing_export():
+    yield b"first chunk\n"
+    raise RuntimeError("the export failed midway")
+
+
+async def half_response(scope, receive, send):
+    """A raw ASGI app that starts a response and returns without finishing it."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"part", "more_body": True})
+
+
 def create_bare_app() -> FastAPI:
     app = FastAPI()
 
     @app.get("/bare/stream-fails")
     async def stream_fails():
-        async def chunks():
-            yield b"first chunk\n"
-            raise RuntimeError("the export failed midway")
-
-        return StreamingResponse(chunks(), media_type="text/plain")
+        return StreamingResponse(failing_export(), media_type="text/plain")
 
     @app.get("/bare/stream")
     async def stream():
-        async def chunks():
-            for i in range(3):
-                yield f"chunk {i}\n".encode()
+        return StreamingResponse(counted_chunks(3), media_type="text/plain")
 
-        return StreamingResponse(chunks(), media_type="text/plain")
-
+    app.mount("/bare/half", half_response)
     return app
 
 
@@ -225,19 +234,11 @@ def create_full_app() -> FastAPI:
 
     @app.get("/stream")
     async def stream(n: int = 3):
-        async def chunks():
-            for i in range(n):
-                yield f"chunk {i}\n".encode()
-
-        return StreamingResponse(chunks(), media_type="text/plain")
+        return StreamingResponse(counted_chunks(n), media_type="text/plain")
 
     @app.get("/stream-fails")
     async def stream_fails():
-        async def chunks():
-            yield b"first chunk\n"
-            raise RuntimeError("the export failed midway")
-
-        return StreamingResponse(chunks(), media_type="text/plain")
+        return StreamingResponse(failing_export(), media_type="text/plain")
 
     @app.get("/status/{code}")
     async def status(code: int, response: Response):

@@ -8,9 +8,9 @@ import warnings
 
 import httpx
 import pytest
+import svc_surface
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import StreamingResponse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -244,35 +244,16 @@ def test_a_gzip_ing_callee_compresses_for_a_sandbox_caller_as_for_httpx():
     assert r.json()["user_agent"] == f"python-httpx/{httpx.__version__}"
 
 
-def streaming_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/stream")
-    async def stream():
-        async def chunks():
-            yield b"first chunk\n"
-            raise RuntimeError("the export failed midway")
-
-        return StreamingResponse(chunks(), media_type="text/plain")
-
-    async def half(scope, receive, send):  # starts a response and returns without finishing it
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"part", "more_body": True})
-
-    app.mount("/half", half)
-    return app
-
-
 @pytest.mark.parametrize("path, error", [
-    ("/stream", "the export failed midway"),
-    ("/half/x", "the app returned without completing its response"),
+    ("/bare/stream-fails", "the export failed midway"),
+    ("/bare/half/x", "the app returned without completing its response"),
 ])
 def test_a_response_cut_short_reaches_the_caller_as_a_closed_connection(path, error):
     """Under uvicorn, a StreamingResponse that raises midway (or an app that returns mid-body) has the connection
     closed mid-body and httpx raises RemoteProtocolError; in a world the caller gets sandbox.IncompleteResponse,
     an httpx.RemoteProtocolError, and the error is in the world's errors. (Before: a complete 200.)"""
     world = sandbox.World(seed=1)
-    world.add_service("api", streaming_app)
+    world.add_service("api", svc_surface.create_bare_app)
     out = {}
 
     async def caller(client: sandbox.Client) -> None:
