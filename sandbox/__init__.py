@@ -33,7 +33,7 @@ Everything public is importable from ``sandbox``; the submodules hold the detail
 The documented submodules go further: ``sandbox.faults`` (fault schedules and the
 nemesis), ``sandbox.checkers`` (invariants and linearizability), ``sandbox.explore``
 (search seeds and schedules, shrink, replay) with ``sandbox.strategies`` (Hypothesis
-strategies for schedules), and ``sandbox.viz`` (sequence diagrams, trace waterfalls,
+strategies for schedules), ``sandbox.metrics`` (Prometheus-model metrics: queries, names), and ``sandbox.viz`` (sequence diagrams, trace waterfalls,
 fault timelines, a stepper).
 """
 
@@ -83,6 +83,7 @@ from .errors import (
 from .events import Assertion, Event, event, reachable, sometimes
 from .history import History, Op
 from .http import HttpClient, Response, connect_local
+from .metrics import Metrics, metrics_registry
 from .network import LinkState, Network
 from .nodes import Node
 from .services import Service, ServiceError
@@ -100,6 +101,7 @@ __all__ = [
     "Clock",
     "History",
     "Op",
+    "Metrics",
     # service code
     "sleep",
     "gather",
@@ -112,6 +114,7 @@ __all__ = [
     "hostname",
     "resolve",
     "replica_globals",
+    "metrics_registry",
     "hashing_is_fixed",
     "HashSeedWarning",
     "consumer",

@@ -268,6 +268,15 @@ class Broker(Node):
         parts = self._topic(topic)
         return sum(len(records) - (g.committed.get((topic, p), 0) if g else 0) for p, records in enumerate(parts))
 
+    def lags(self) -> dict[tuple[str, str, int], int]:
+        """Every consumer group's lag on each partition of the topics it reads, by (group, topic, partition)."""
+        out = {}
+        for group, g in sorted(self._groups.items()):
+            for topic in sorted({*g.members, *(t for t, _p in g.committed)}):
+                for p, records in enumerate(self._topics.get(topic, ())):
+                    out[(group, topic, p)] = len(records) - g.committed.get((topic, p), 0)
+        return out
+
     def rebalance(self, group: str) -> None:
         """Force a rebalance: every partition is handed out again from its committed offset."""
         g = self._groups.get(group)

@@ -33,6 +33,7 @@ from ._runtime import node_or_none
 from .connections import Database, _DiskTransport, _LocalTransport, _RemoteTransport
 from .errors import UnknownNameError
 from .http import HttpClient, LocalHttpClient, check_timeout
+from .metrics import MeteredHttpClient
 from .services import Instance, check_name
 from .storage import Store
 
@@ -126,7 +127,7 @@ async def http_client(request: Request) -> HttpClient | LocalHttpClient:
     node = node_or_none()
     if node is None:
         return LocalHttpClient(getattr(_local_state(request), "chaos_dojo_services", {}))
-    return _cached(node, "http", lambda: HttpClient(node))
+    return _cached(node, "http", lambda: (HttpClient if node.world.metrics is None else MeteredHttpClient)(node))
 
 
 def hostname() -> str:

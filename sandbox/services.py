@@ -237,6 +237,8 @@ class Instance(Node):
         }
         world.record("http.request", self.name, caller.name, msg_id, request.method, path)
         exchange = _Exchange(self, caller, caller_epoch, msg_id, request, scope)
+        if world.metrics is not None:
+            world.metrics.arrived(exchange)
         app = self.app
         # An app whose __call__ is ``async def`` (every Starlette and FastAPI app) is driven directly; any other
         # callable through ``_serve``, so that none of its code runs before its task does.
@@ -316,6 +318,8 @@ class _Exchange:
             instance.world.record("http.response", instance.name, self.caller.name, self.msg_id, self.status)
             reply = (self.status, self.headers, self.body)
         instance.reply(self.caller, self.caller_epoch, self.msg_id, reply, "http.reply")
+        if instance.world.metrics is not None:
+            instance.world.metrics.answered(self)
         if self.on_complete is not None and not self.on_complete.triggered:
             self.on_complete.succeed()
 

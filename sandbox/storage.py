@@ -485,6 +485,8 @@ class DatabaseNode(Node):
             )
             self.reply(execute.caller, execute.caller_epoch, execute.msg_id, ("err", err), "db.reply")
 
+        if self.world.metrics is not None:
+            self.world.metrics.lock_wait(self.name, op[2], wait.event)
         wait.event.callbacks.append(granted)
         Timeout(self.env, wait.lock_timeout).callbacks.append(expired)
 

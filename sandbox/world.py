@@ -61,6 +61,7 @@ from .storage import DatabaseNode, Store
 if TYPE_CHECKING:
     from .broker import Broker
     from .faults import Chaos, Schedule
+    from .metrics import Metrics
     from .tracing import Tracing
 
 #: The most replicas one service may have: each runs its own copy of the app (a world of 10**9 would never be built).
@@ -79,6 +80,8 @@ class World(Lookups):
             fingerprint is the same; what reads the whole log (checkers, pictures, ``evidence.snapshot``)
             refuses once some were let go (``WindowedRunError``). None (the default) keeps everything.
         keep_spans: the same for finished spans (with ``tracing=True``): keep only the last N.
+        metrics: record and scrape metrics in the Prometheus model (``world.metrics``, see ``sandbox.metrics``).
+        scrape_interval: virtual seconds between two scrapes (with ``metrics=True``; 1 s unless told).
 
     Example (a long run: its log's last 100,000 entries kept, some 12 MB in the order system, whatever its
     length; the history, which the checkers of operations read, is kept whole)::
@@ -88,7 +91,8 @@ class World(Lookups):
     Raises:
         BadSeedError: ``seed`` is not a non-negative int.
         InvalidParameterError: ``keep_events`` or ``keep_spans`` is not None or a whole number >= 0, or
-            ``keep_spans`` without ``tracing=True``.
+            ``keep_spans`` without ``tracing=True``, ``metrics`` not a bool, a ``scrape_interval`` that is not
+            a number of seconds > 0 or given without ``metrics=True``.
     """
 
     def __init__(
@@ -99,6 +103,8 @@ class World(Lookups):
         wall_limit: float | None = DEFAULT_WALL_LIMIT,
         keep_events: int | None = None,
         keep_spans: int | None = None,
+        metrics: bool = False,
+        scrape_interval: float | None = None,
     ) -> None:
         self.seed = check_seed(seed)
         if wall_limit is not None:
@@ -110,6 +116,15 @@ class World(Lookups):
                 f"keep_spans={keep_spans!r} without tracing=True: this world records no spans to keep; pass "
                 f"tracing=True as well, or leave keep_spans out"
             )
+        if not isinstance(metrics, bool):
+            raise InvalidParameterError(f"metrics={metrics!r}: use True to record metrics, or False")
+        if scrape_interval is not None:
+            if not metrics:
+                raise InvalidParameterError(
+                    f"scrape_interval={scrape_interval!r} without metrics=True: this world scrapes nothing; pass "
+                    f"metrics=True as well, or leave scrape_interval out"
+                )
+            seconds("scrape_interval", scrape_interval, positive=True)
         #: Real seconds each ``run()`` call may take before the code running is stopped (None: no limit).
         self.wall_limit = wall_limit
         self.env = simpy.Environment()
@@ -143,6 +158,12 @@ class World(Lookups):
             from .tracing import Tracing
 
             self.tracing = Tracing(self, keep_spans)
+        #: The metrics scraped in virtual time (``World(metrics=True)``), or None.
+        self.metrics: Metrics | None = None
+        if metrics:
+            from .metrics import DEFAULT_SCRAPE_INTERVAL, Metrics
+
+            self.metrics = Metrics(self, DEFAULT_SCRAPE_INTERVAL if scrape_interval is None else float(scrape_interval))
 
     def __repr__(self) -> str:
         return f"<World seed={self.seed} t={self.now:.4f} nodes={len(self.nodes)}>"
