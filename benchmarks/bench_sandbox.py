@@ -7,6 +7,8 @@ One workload, simulated three ways in the same process, plus one reference:
   network; the endpoint reads the row from a database node (``sandbox.database``),
   writes it back incremented and returns a dict.
 * **sandbox, tracing on** - the same with ``World(seed, tracing=True)``.
+* **sandbox, metrics on** - the same with ``World(seed, metrics=True)`` (tracing off): every request
+  counted and timed in prometheus_client histograms, a scrape every virtual second.
 * **raw SimPy** - the same hops and latencies written by hand, as a competent SimPy
   user would: processes, ``simpy.Store`` inboxes, ``env.timeout`` for every network
   hop and database operation, a dict as the table, no FastAPI.
@@ -195,8 +197,8 @@ async def workload(client: sandbox.Client, cfg: Config, done: list[int]) -> None
         done[0] += 1
 
 
-def build_world(cfg: Config, tracing: bool) -> tuple[sandbox.World, list[int]]:
-    world = sandbox.World(seed=cfg.seed, tracing=tracing)
+def build_world(cfg: Config, tracing: bool, metrics: bool = False) -> tuple[sandbox.World, list[int]]:
+    world = sandbox.World(seed=cfg.seed, tracing=tracing, metrics=metrics)
     world.add_database(DB)
     world.add_service(SERVICE, create_app, isolate_module=False)
     done = [0]
@@ -205,13 +207,14 @@ def build_world(cfg: Config, tracing: bool) -> tuple[sandbox.World, list[int]]:
     return world, done
 
 
-def run_sandbox(cfg: Config, tracing: bool, profiler: cProfile.Profile | None = None, read_spans: bool = False) -> Outcome:
+def run_sandbox(cfg: Config, tracing: bool, profiler: cProfile.Profile | None = None, read_spans: bool = False,
+                metrics: bool = False) -> Outcome:
     """Build a world (not timed), then time ``world.run()`` (and ``world.spans()`` if ``read_spans``).
 
     The sandbox builds the SDK spans of its automatic instrumentation when they are first
     read; ``read_spans`` puts that cost inside the timed window too.
     """
-    world, done = build_world(cfg, tracing)
+    world, done = build_world(cfg, tracing, metrics)
     with GcTimer() as gc_time:
         if profiler is not None:
             profiler.enable()
@@ -497,9 +500,13 @@ def best_of(repeats: int, configs: dict[str, Callable[[], Outcome]]) -> dict[str
     return best
 
 
-def check(cfg: Config, off: Outcome, on: Outcome, raw: Outcome, alone: Outcome, testclient: Outcome) -> str:
+def check(cfg: Config, off: Outcome, on: Outcome, raw: Outcome, alone: Outcome, testclient: Outcome,
+          metered: Outcome) -> str:
     """Check that the three runs did the same work; return a one-line summary."""
     seed = f"seed={cfg.seed}"
+    if (metered.table, metered.virtual_end) != (off.table, off.virtual_end):
+        raise AssertionError(f"{seed}: metrics on changed the run: table {metered.table} at t={metered.virtual_end!r}, "
+                             f"without them {off.table} at t={off.virtual_end!r}")
     for name, o in (("sandbox (tracing off)", off), ("sandbox (tracing on)", on), ("raw SimPy", raw)):
         if o.completed != cfg.total:
             raise AssertionError(f"{seed}: {name} completed {o.completed} requests, expected {cfg.total}")
@@ -543,6 +550,7 @@ def report(cfg: Config, repeats: int, timed: dict[str, Outcome], summary: str) -
     print()
     rows = (
         ("sandbox, tracing off", "off"), ("sandbox, tracing on", "on"), ("  + reading every span", "read"),
+        ("sandbox, metrics on (tracing off)", "metrics"),
         ("raw SimPy", "raw"), ("reference: FastAPI alone", "alone"),
         ("FastAPI's TestClient (what a learner would otherwise use)", "testclient"),
     )
@@ -576,6 +584,8 @@ def report(cfg: Config, repeats: int, timed: dict[str, Outcome], summary: str) -
           f"SimPy's whole simulation), {us['on'] - us['alone']:.1f} with tracing on "
           f"({(us['on'] - us['alone']) / us['raw']:.1f}x).\nThe sandbox (tracing off) against FastAPI's TestClient, "
           f"what a learner would otherwise use: {us['off'] / us['testclient']:.2f}x its time per request.")
+    print(f"Metrics on (tracing off) against off: {us['metrics'] / us['off']:.2f}x the time per request "
+          f"({us['metrics'] - us['off']:+.1f} us/request).")
     print()
     print(summary)
 
@@ -774,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         "off": lambda: run_sandbox(cfg, tracing=False),
         "on": lambda: run_sandbox(cfg, tracing=True),
         "read": lambda: run_sandbox(cfg, tracing=True, read_spans=True),
+        "metrics": lambda: run_sandbox(cfg, tracing=False, metrics=True),
         "raw": lambda: run_raw(cfg, lat),
         "alone": lambda: run_fastapi_alone(cfg),
         "testclient": lambda: run_testclient(cfg),
@@ -781,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in configs.values():  # warm-up: imports, FastAPI's caches, the allocator
         run()
     timed = best_of(repeats, configs)
-    summary = check(cfg, timed["off"], timed["on"], timed["raw"], timed["alone"], timed["testclient"])
+    summary = check(cfg, timed["off"], timed["on"], timed["raw"], timed["alone"], timed["testclient"], timed["metrics"])
     report(cfg, repeats, timed, summary)
     orders_table(cfg.seed, order_seconds, order_repeats)
     if args.profile:
