@@ -263,6 +263,7 @@ class Metrics:
                           ["group", "topic", "partition"], registry=r)
         self._lock_waits = Histogram("db_lock_wait_seconds", "Waits for a row lock", ["database", "table", "outcome"],
                                      buckets=LATENCY_BUCKETS, registry=r)
+        self._children: dict[tuple[Any, ...], Any] = {}  # (metric, *label values) -> its child, looked up once
         self._open: dict[Any, tuple[Instance, int, float]] = {}  # exchange -> its replica, incarnation, arrival
         self._series: dict[tuple[str, LabelSet], _Stored] = {}
         self._by_name: dict[str, list[tuple[str, LabelSet]]] = {}
@@ -291,14 +292,22 @@ class Metrics:
         route = getattr(exchange.scope.get("route"), "path", None) or "(unmatched)"
         method = exchange.request.method
         service = instance.service.name
-        self._served.labels(service, instance.name, method, route, str(exchange.status)).inc()
-        self._latency.labels(service, instance.name, method, route).observe(self.world.env.now - started)
+        self._child(self._served, service, instance.name, method, route, str(exchange.status)).inc()
+        self._child(self._latency, service, instance.name, method, route).observe(self.world.env.now - started)
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, kept: a request's path through the sandbox asks for the same few often."""
+        key = (metric, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def called(self, node: Any, callee: str, method: str, outcome: str, started: float) -> None:
         """A service's call to another ended: with a status, a timeout, or a response cut short."""
         service = node.service.name if isinstance(node, Instance) else node.name
-        self._calls.labels(service, node.name, callee, method, outcome).inc()
-        self._call_latency.labels(service, node.name, callee, method).observe(self.world.env.now - started)
+        self._child(self._calls, service, node.name, callee, method, outcome).inc()
+        self._child(self._call_latency, service, node.name, callee, method).observe(self.world.env.now - started)
 
     def lock_wait(self, database: str, table: str, event: Any) -> None:
         """A statement began waiting for a row lock; ``event`` fires when it gets it (or gives up)."""
