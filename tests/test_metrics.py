@@ -400,3 +400,11 @@ def test_the_dashboard_draws_six_panels_with_the_fault_window_shaded(outage, tmp
     path = viz.save(fig, tmp_path / "dashboard.png")
     height, width = imread(path).shape[:2]
     assert 900 <= width <= 1000 and height > width / 2
+
+
+def test_the_dashboards_error_rate_reads_zero_when_nothing_failed():
+    """A service that never answered 5xx shows an error rate of 0 %, not 'no data'."""
+    world = counting_world("/add/1", "/add/1", "/add/1", "/add/1")
+    error_panel = viz.dashboard(world, "counter").get_axes()[1]
+    (line,) = error_panel.get_lines()
+    assert [v for v in line.get_ydata() if not math.isnan(v)] == [0.0] * 4

@@ -109,13 +109,14 @@ def dashboard(world: World, service: str, *, window: float | None = None, start:
         _lines(ax, series, label, color)
     _panel(ax, "requests / s by status", "req/s", any(s for _l, _c, s in by_class))
     ax = axes[0, 1]
-    if all_rate and errors:
-        total, bad = all_rate[0], errors[0]
-        share = [100 * e / t if t and not math.isnan(e) and not math.isnan(t) else (0.0 if t else math.nan)
-                 for e, t in zip(bad.values, total.values)]
+    if all_rate:
+        total = all_rate[0]
+        bad = errors[0].values if errors else (0.0,) * len(total.values)  # no 5xx series: none was answered
+        share = [math.nan if math.isnan(t) else 100 * e / t if t and not math.isnan(e) else 0.0
+                 for e, t in zip(bad, total.values)]
         ax.plot(total.times, share, color="#c92a2a", lw=1.6, label="5xx share")
         ax.set_ylim(-2, 102)
-    _panel(ax, "error rate (5xx / all answers)", "%", bool(all_rate and errors))
+    _panel(ax, "error rate (5xx / all answers)", "%", bool(all_rate))
     ax = axes[1, 0]
     for label, color, series in latency:
         _lines(ax, series, label, color)
