@@ -64,6 +64,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample as _RawSample
+from starlette.requests import Request
 
 from . import _checks
 from ._determinism import answer_in_virtual_time
@@ -154,12 +155,14 @@ def _replica_registry(node: Any) -> CollectorRegistry:
     return held[1]
 
 
-def metrics_registry(app: Any) -> CollectorRegistry:
+def metrics_registry(app: Request) -> CollectorRegistry:
     """The prometheus_client registry of the replica running ``app``: pass it to every metric the service makes.
 
     In a World each replica (each incarnation: a restart begins again from zero) has its own, and the
     world scrapes it; outside one (FastAPI's TestClient) the app gets one of its own, kept on ``app.state``,
-    so that building the app twice never registers a metric twice.
+    so that building the app twice never registers a metric twice. Call it with the app in the app factory;
+    an endpoint can also get it as a dependency, ``registry = Depends(sandbox.metrics_registry)`` (FastAPI
+    passes the request, whose app it is).
 
     Example::
 
@@ -178,6 +181,8 @@ def metrics_registry(app: Any) -> CollectorRegistry:
     node = current_node.get()
     if isinstance(node, Instance):
         return _replica_registry(node)
+    if isinstance(app, Request):
+        app = app.app
     state = getattr(app, "state", None)
     if state is None:
         raise InvalidParameterError(

@@ -311,6 +311,34 @@ def test_under_testclient_each_app_gets_its_own_registry():
     assert registry.get_sample_value("circuit_breaker_state", {"dependency": "inventory"}) == 0.0
 
 
+def test_an_endpoint_gets_the_same_registry_as_a_dependency():
+    """Depends(sandbox.metrics_registry) gives an endpoint the registry the factory got, in a world and out."""
+
+    def app() -> FastAPI:
+        api = FastAPI()
+        made = sandbox.metrics_registry(api)
+        Counter("hits", "Hits", registry=made)
+
+        @api.get("/same")
+        async def same(registry=Depends(sandbox.metrics_registry)) -> dict:
+            return {"same": registry is made}
+
+        return api
+
+    with TestClient(app()) as client:
+        assert client.get("/same").json() == {"same": True}
+
+    async def ask(client: sandbox.Client) -> None:
+        async with client.operation("same", None) as op:
+            op.ok((await client.http.get("http://web/same")).json())
+
+    world = sandbox.World(seed=1)
+    world.add_service("web", app, isolate_module=False)
+    world.add_client("c", ask)
+    world.run()
+    assert [op.value for op in world.history if op.type == "ok"] == [{"same": True}]
+
+
 # --- determinism --------------------------------------------------------------------------------
 
 
