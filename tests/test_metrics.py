@@ -436,3 +436,19 @@ def test_the_dashboards_error_rate_reads_zero_when_nothing_failed():
     error_panel = viz.dashboard(world, "counter").get_axes()[1]
     (line,) = error_panel.get_lines()
     assert [v for v in line.get_ydata() if not math.isnan(v)] == [0.0] * 4
+
+
+def test_dashboard_data_gives_the_curves_the_dashboard_draws(outage):
+    """The numbers behind the panels: p99 near the 1 s it took to give up during the outage and low after it,
+    no 5xx once inventory is back, a breaker that opened, and the partition among the faults."""
+    d = viz.dashboard_data(outage, "checkout")
+    assert d.times == tuple(float(t) for t in range(15))
+    assert max(d.between(d.latency["p99"], 4.0, 6.0)) > 0.5
+    assert max(d.between(d.latency["p99"], 10.0, 14.0)) < 0.05
+    assert max(d.between(d.error_share, 4.0, 7.0)) > 50
+    assert d.between(d.error_share, 10.0, 14.0) == [0.0] * 5
+    assert sorted(d.breaker) == [("inventory", "checkout-0"), ("inventory", "checkout-1")]
+    assert any(1.0 in d.between(curve, 3.0, 7.0) for curve in d.breaker.values())
+    assert [(w.family, w.start, w.end) for w in d.faults] == [("NetworkChaos", 3.0, 6.0)]
+    error_line = viz.dashboard(outage, "checkout").get_axes()[1].get_lines()[0]
+    assert tuple(error_line.get_ydata()) == pytest.approx(d.error_share, nan_ok=True)
