@@ -143,6 +143,14 @@ def outage() -> sandbox.World:
     return world
 
 
+def test_every_metric_the_sandbox_lists_is_scraped(outage):
+    """SANDBOX_METRICS names what a scrape finds: each name (a histogram's _bucket) is among the scraped ones."""
+    from sandbox.metrics import SANDBOX_METRICS
+
+    names = outage.metrics.names()
+    assert [n for n in SANDBOX_METRICS if n not in names and f"{n}_bucket" not in names] == []
+
+
 def test_requests_are_counted_by_route_status_and_replica(outage):
     """The server-side counter's series carry route template, method, status and replica; their sum is the
     number of answers the shoppers got."""
