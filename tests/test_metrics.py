@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import prometheus_client
 import pytest
@@ -357,6 +361,22 @@ def test_the_same_seed_gives_the_same_metrics(outage):
     assert again.metrics.exposition() == outage.metrics.exposition()
     query = lambda m: lambda at: m.rate("http_client_requests_total", 4.0, at)  # noqa: E731
     assert again.metrics.range(query(again.metrics)) == outage.metrics.range(query(outage.metrics))
+
+
+def test_another_process_with_another_hash_seed_exports_the_same_text(outage):
+    """A fresh interpreter with PYTHONHASHSEED=123 scrapes the same values: its exposition is the same text."""
+    tests = Path(__file__).parent
+    code = (
+        f"import sys; sys.path.insert(0, {str(tests)!r})\n"
+        "import svc_metrics\n"
+        "world = svc_metrics.build_world(7)\n"
+        "world.run(settle=1.0)\n"
+        "sys.stdout.write(world.metrics.exposition())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "123"},
+                          cwd=tests.parent, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == outage.metrics.exposition()
 
 
 def test_metrics_change_no_fingerprint(outage):
