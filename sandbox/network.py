@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .world import World
 
 NodeName = str
+#: What receives a message on arrival: ``deliver(src, epoch, msg_id, payload)`` (see ``Network.send``).
+Deliver = Callable[["Node", int, int, Any], None]
 
 DISTRIBUTIONS = ("constant", "uniform", "normal", "exponential", "pareto")
 
@@ -277,8 +279,13 @@ class Network:
 
     # --- sending ---------------------------------------------------------------------
 
-    def send(self, src: Node, dst: Node, deliver: Callable[[Any], None], payload: Any, kind: str, msg_id: int) -> None:
-        """Put one message on the wire from ``src`` to ``dst``; ``deliver(payload)`` on arrival."""
+    def send(self, src: Node, dst: Node, deliver: Deliver, epoch: int, payload: Any, kind: str, msg_id: int) -> None:
+        """Put one message on the wire from ``src`` to ``dst``; ``deliver(src, epoch, msg_id, payload)`` on arrival.
+
+        ``epoch`` is the incarnation the message belongs to (the sender's for a request, the
+        caller's for a reply): the receiver uses it to tell a message meant for a process that
+        has since restarted.
+        """
         world = self.world
         link = self._links.get((src.name, dst.name)) or self._link(src.name, dst.name)
         state = link.state
@@ -291,7 +298,7 @@ class Network:
                     p.on_drop()
             return
         if link.rules:
-            self._send_faulty(link, src, dst, deliver, payload, kind, msg_id)
+            self._send_faulty(link, src, dst, deliver, epoch, payload, kind, msg_id)
             return
         rng = link.rng
         if state.loss and rng.random() < state.loss:
@@ -306,13 +313,13 @@ class Network:
         if state.reorder and rng.random() < state.reorder:
             delay += state.reorder_delay
         log.append((now, "net.send", src.name, dst.name, kind, msg_id, delay))
-        _Arrival(world.env, link, src.name, dst, deliver, payload, kind, msg_id, delay)
+        _Arrival(world.env, link, src, dst, deliver, epoch, payload, kind, msg_id, delay)
         if state.duplicate and rng.random() < state.duplicate:
             again = state.sample_delay(rng)
             log.append((now, "net.duplicate", src.name, dst.name, kind, msg_id, again))
-            _Arrival(world.env, link, src.name, dst, deliver, payload, kind, msg_id, again)
+            _Arrival(world.env, link, src, dst, deliver, epoch, payload, kind, msg_id, again)
 
-    def _send_faulty(self, link: _Link, src: Node, dst: Node, deliver: Callable[[Any], None], payload: Any, kind: str, msg_id: int) -> None:
+    def _send_faulty(self, link: _Link, src: Node, dst: Node, deliver: Deliver, epoch: int, payload: Any, kind: str, msg_id: int) -> None:
         """``send`` on a link with fault rules: the link's own behaviour, then each rule's, in order."""
         world = self.world
         state, rng, rules = link.state, link.rng, link.rules
@@ -347,7 +354,7 @@ class Network:
             if rule.clog:
                 rule.fired += 1
         log.append((now, "net.send", src.name, dst.name, kind, msg_id, delay))
-        _Arrival(world.env, link, src.name, dst, deliver, payload, kind, msg_id, delay)
+        _Arrival(world.env, link, src, dst, deliver, epoch, payload, kind, msg_id, delay)
         copies = 1 if state.duplicate and rng.random() < state.duplicate else 0
         for rule in rules:
             if rule.duplicate and rng.random() < rule.duplicate:
@@ -359,7 +366,7 @@ class Network:
                 if rule.delay is not None:
                     again += rule.delay.sample_delay(rng)
             log.append((now, "net.duplicate", src.name, dst.name, kind, msg_id, again))
-            _Arrival(world.env, link, src.name, dst, deliver, payload, kind, msg_id, again)
+            _Arrival(world.env, link, src, dst, deliver, epoch, payload, kind, msg_id, again)
 
 
 def message_size(payload: Any) -> int:
@@ -466,9 +473,9 @@ class _Link:
 class _Arrival(Event):
     """A message in flight: a SimPy event that hands it to its destination when its delay is over."""
 
-    __slots__ = ("link", "src", "dst", "deliver", "payload", "kind", "msg_id")
+    __slots__ = ("link", "src", "dst", "deliver", "epoch", "payload", "kind", "msg_id")
 
-    def __init__(self, env, link, src, dst, deliver, payload, kind, msg_id, delay: float) -> None:
+    def __init__(self, env, link, src, dst, deliver, epoch, payload, kind, msg_id, delay: float) -> None:
         self.env = env
         self.callbacks = _ARRIVE
         self._value = None
@@ -477,6 +484,7 @@ class _Arrival(Event):
         self.src = src
         self.dst = dst
         self.deliver = deliver
+        self.epoch = epoch
         self.payload = payload
         self.kind = kind
         self.msg_id = msg_id
@@ -489,8 +497,10 @@ def _arrive(arrival: _Arrival) -> None:
     if link.state.cut or link.clogged or dst.paused or not dst.alive:
         _arrive_late(arrival)
         return
-    dst.world._log.append((arrival.env.now, "net.deliver", arrival.src, dst.name, arrival.kind, arrival.msg_id))
-    arrival.deliver(arrival.payload)
+    src = arrival.src
+    msg_id = arrival.msg_id
+    dst.world._log.append((arrival.env.now, "net.deliver", src.name, dst.name, arrival.kind, msg_id))
+    arrival.deliver(src, arrival.epoch, msg_id, arrival.payload)
 
 
 #: Every arrival's callbacks: SimPy replaces an event's list with None when it fires and never changes it
@@ -505,16 +515,16 @@ def _arrive_late(arrival: _Arrival) -> None:
     log = world._log
     link = arrival.link
     if link.state.cut:
-        log.append((arrival.env.now, "net.drop", arrival.src, dst.name, arrival.kind, arrival.msg_id, "partition"))
+        log.append((arrival.env.now, "net.drop", arrival.src.name, dst.name, arrival.kind, arrival.msg_id, "partition"))
         for p in world.network._partitions:
-            if p.on_drop is not None and p.cuts(arrival.src, dst.name):
+            if p.on_drop is not None and p.cuts(arrival.src.name, dst.name):
                 p.on_drop()
         return
     if link.clogged:  # held in the network until the clog heals
         link.held.append(arrival)
         return
     if not dst.alive:
-        log.append((arrival.env.now, "net.drop", arrival.src, dst.name, arrival.kind, arrival.msg_id, "down"))
+        log.append((arrival.env.now, "net.drop", arrival.src.name, dst.name, arrival.kind, arrival.msg_id, "down"))
         return
     if dst.paused:  # held in the frozen node's buffers until it resumes
         dst._held.append(lambda: _arrive(arrival))

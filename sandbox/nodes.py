@@ -14,7 +14,6 @@ client) is a ``Node``; they share the request/reply machinery in ``call``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +167,7 @@ class Node:
         reply = Event(self.env)
         pending = self._pending
         pending[msg_id] = reply
-        world.network.send(self, dst, partial(handler, self, self.epoch, msg_id), request, kind, msg_id)
+        world.network.send(self, dst, handler, self.epoch, request, kind, msg_id)
         if timeout is not None:
             deadline = self.env.now + timeout
             heappush(self._deadlines, (deadline, msg_id, timeout, describe))
@@ -207,10 +206,10 @@ class Node:
 
     def reply(self, caller: Node, caller_epoch: int, msg_id: int, response: Any, kind: str) -> None:
         """Send ``response`` back to ``caller`` for its request ``msg_id``."""
-        self.world.network.send(self, caller, partial(caller._replied, caller_epoch, msg_id), response, kind, msg_id)
+        self.world.network.send(self, caller, caller._replied, caller_epoch, response, kind, msg_id)
 
-    def _replied(self, epoch: int, msg_id: int, response: Any) -> None:
-        """The reply to this node's request ``msg_id`` has arrived: wake the call waiting for it."""
+    def _replied(self, _src: Node, epoch: int, msg_id: int, response: Any) -> None:
+        """The reply to this node's request ``msg_id`` has arrived (from ``_src``): wake the call waiting for it."""
         if self.epoch != epoch:
             self.world.record("net.late", self.name, msg_id, "caller restarted")
             return

@@ -226,7 +226,7 @@ class AutoSpan(trace.Span):
         self.attributes = attributes
         self.events: list[tuple[str, Any, int]] = []
         self.links: list[trace.Link] = []
-        self.status = Status(StatusCode.UNSET)
+        self.status = _UNSET  # Status is immutable: one shared value until set_status replaces it
 
     @property
     def name(self) -> str:
@@ -293,6 +293,7 @@ class AutoSpan(trace.Span):
 
 
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
 
 
 class _Collector(SpanProcessor):
