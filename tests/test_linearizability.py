@@ -572,6 +572,7 @@ def searched_in_two_processes(patch: pytest.MonkeyPatch) -> list[int]:
 
     patch.setattr(turns_module, "FORK_AFTER", 0.0)
     patch.setattr(turns_module, "_can_fork", lambda keys: keys > 1)
+    patch.setattr(turns_module, "_free_core", lambda: True)
     patch.setattr(turns_module, "_fork", spy)
     return children
 
@@ -635,6 +636,17 @@ def test_a_model_that_raises_in_the_second_process_raises_in_the_caller():
     assert len(children) == 1
     with pytest.raises(ChildProcessError):
         os.waitpid(children[0], os.WNOHANG)
+
+
+def test_no_second_process_is_forked_when_no_core_is_free():
+    """With as many processes ready to run as cores, the keys stay in the caller's process (a fork would only cost)."""
+    history, _ = string_map_history(seed=5, operations=1500, lose=True)
+    with pytest.MonkeyPatch.context() as patch:
+        children = searched_in_two_processes(patch)
+        patch.setattr(turns_module, "_free_core", lambda: False)
+        verdict = check_linearizability(history, StringMapModel(), time_limit=10.0)
+    assert verdict.outcome is Outcome.FAIL
+    assert children == []
 
 
 def test_a_quick_check_forks_no_process():

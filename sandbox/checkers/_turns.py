@@ -14,8 +14,9 @@ running, the generators' state inherited as it stands. Each process writes the e
 failed into a shared slot and reads the other's before every turn, so that neither searches past the bound; the
 child sends its keys' results back through a pipe (plain numbers and the failure's summary, nothing of the model)
 and the parent merges them, dropping anything met past the bound. Forking is skipped where it is not safe or would
-not pay: not on Linux, one core, threads running (a forked child could deadlock on a lock another thread held), or
-inside a worker process of ``multiprocessing`` (``explore``'s workers already use every core).
+not pay: not on Linux, one core, threads running (a forked child could deadlock on a lock another thread held),
+inside a worker process of ``multiprocessing`` (``explore``'s workers already use every core), or no core free at
+the moment of forking (as many processes ready to run as cores, in ``/proc/loadavg``).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def _work(searches: list[Search], explain: Explain, results: list[KeyResult], ru
             return True
         if fork_at is not None and now > fork_at:
             fork_at = None
-            if len(running) > 1 and bound.turns_allowed() > NO_FAILURE:
+            if len(running) > 1 and bound.turns_allowed() > NO_FAILURE and _free_core():
                 remember //= 2
                 child = _fork(searches, explain, results, running, bound, deadline, room, remember)
                 if child is not None:
@@ -158,6 +159,19 @@ def _can_fork(keys: int) -> bool:
     import multiprocessing
 
     return multiprocessing.parent_process() is None
+
+
+def _free_core() -> bool:
+    """Whether a core is free now: fewer processes ready to run than cores (this one counted), from /proc/loadavg.
+
+    On a machine busy with other work a second process gets no core of its own, and the fork only costs.
+    """
+    try:
+        with open("/proc/loadavg") as loadavg:
+            running = int(loadavg.read().split()[3].partition("/")[0])
+    except (OSError, ValueError, IndexError):
+        return True
+    return running < len(os.sched_getaffinity(0))
 
 
 def _fork(searches: list[Search], explain: Explain, results: list[KeyResult], running: deque[int], bound: _Bound,

@@ -16,7 +16,9 @@ entries out of and backtracking puts back, the configurations are a set of (bits
 hashed and compared by the model's own ``==``, and operations on different keys of a map are checked
 independently (linearizability is *local*, P-compositionality: a history is linearizable if and only
 if each key's sub-history is). The keys' searches take turns, as Porcupine runs them side by side,
-and stop once a key fails: on 50 clients and two thousand operations, within a few times Porcupine's
+and stop once a key fails; keys still undecided after a few milliseconds are shared with a second
+process, as Porcupine uses every core (``_turns.py``: the turns are counted, so the verdict is the
+same on one core or two). On 50 clients and two thousand operations, within a few times Porcupine's
 own time (``benchmarks/bench_linearizability_scale.py`` measures both).
 
 Example::
@@ -81,9 +83,11 @@ def check_linearizability(
     answers UNKNOWN, which never counts as a pass. A FAIL carries the operations involved (the
     first response that no order explains, the operations concurrent with it and the ones just
     before it, as ``Op`` records) and says in words what went wrong. With a model that checks keys
-    separately (``split``), the keys' searches take turns and stop once one fails, each other key having
-    one more turn: the summary shows the earliest failure found, and how many keys fail and how many were
-    not searched to the end.
+    separately (``split``), the keys' searches take turns and stop once one fails, every key searched for
+    at most one turn more than the failing one took: the summary shows the earliest failure found, and how
+    many keys fail and how many were not searched to the end. Keys still undecided after a few milliseconds
+    are shared with a forked second process (on Linux with two cores, when no other thread runs), with the
+    same verdict, summary and evidence as in one.
 
     Example::
 
