@@ -638,6 +638,20 @@ def test_a_model_that_raises_in_the_second_process_raises_in_the_caller():
         os.waitpid(children[0], os.WNOHANG)
 
 
+def test_keys_of_a_second_process_that_dies_are_searched_by_the_caller():
+    """A second process killed before it answers costs its work, not the verdict: the caller searches its keys."""
+    history, _ = string_map_history(seed=5, operations=1500, lose=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(turns_module, "_can_fork", lambda keys: False)
+        alone = check_linearizability(history, StringMapModel(), time_limit=10.0)
+    with pytest.MonkeyPatch.context() as patch:
+        children = searched_in_two_processes(patch)
+        patch.setattr(turns_module, "_dumps", lambda message: os._exit(1))  # the child ends before it sends anything
+        shared = check_linearizability(history, StringMapModel(), time_limit=10.0)
+    assert len(children) == 1
+    assert (shared.outcome, shared.summary, shared.evidence) == (alone.outcome, alone.summary, alone.evidence)
+
+
 def test_no_second_process_is_forked_when_no_core_is_free():
     """With as many processes ready to run as cores, the keys stay in the caller's process (a fork would only cost)."""
     history, _ = string_map_history(seed=5, operations=1500, lose=True)

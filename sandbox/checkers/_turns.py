@@ -95,7 +95,11 @@ def take_turns(searches: list[Search], explain: Explain, deadline: float, room: 
         fork_at = perf_counter() + FORK_AFTER if _can_fork(len(running)) else None
         timed_out = _work(searches, explain, results, running, bound, deadline, room, remember, fork_at, children)
         for child in children:
-            timed_out = _join(child, results) or timed_out
+            joined = _join(child, results)
+            if joined is None:  # the child died without a word (killed): its keys go on here, where it took them
+                joined = _work(searches, explain, results, deque(child.keys), bound, deadline, room, remember, None,
+                               [])
+            timed_out = joined or timed_out
     except BaseException:
         for child in children:
             _stop(child)
@@ -214,8 +218,11 @@ def _dumps(message: tuple[str, Any, bool]) -> bytes:
         return pickle.dumps(("error", RuntimeError(f"{type(error).__name__}: {error}"), False))
 
 
-def _join(child: _Child, results: list[KeyResult]) -> bool:
-    """Wait for the child's results and merge them; whether its time ran out. Re-raises what the child raised."""
+def _join(child: _Child, results: list[KeyResult]) -> bool | None:
+    """Wait for the child's results and merge them; whether its time ran out, or None if it sent nothing.
+
+    Re-raises what the child raised.
+    """
     chunks = []
     with os.fdopen(child.reader, "rb", closefd=False) as pipe:
         while chunk := pipe.read(1 << 16):
@@ -225,7 +232,7 @@ def _join(child: _Child, results: list[KeyResult]) -> bool:
     os.waitpid(child.pid, 0)
     child.pid = 0
     if not chunks:
-        raise RuntimeError(f"the linearizability search's second process (pid {child.pid}) ended without a result")
+        return None
     kind, payload, timed_out = pickle.loads(b"".join(chunks))
     if kind == "error":
         raise payload
