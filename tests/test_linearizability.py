@@ -577,19 +577,28 @@ def searched_in_two_processes(patch: pytest.MonkeyPatch) -> list[int]:
     return children
 
 
+def in_one_process(history: list[dict[str, Any]]) -> Verdict:
+    """The verdict on a string-map history with every key searched in the caller's process."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(turns_module, "_can_fork", lambda keys: False)
+        return check_linearizability(history, StringMapModel(), time_limit=10.0)
+
+
+def shown(verdict: Verdict) -> tuple[Outcome, str, tuple[Any, ...]]:
+    return verdict.outcome, verdict.summary, verdict.evidence
+
+
 @pytest.mark.parametrize("lose", [False, True])
 def test_two_processes_give_the_verdict_of_one(lose):
     """Keys searched in two processes give the same verdict, summary and evidence as in one, and leave no child."""
     history, _ = string_map_history(seed=5, operations=1500, lose=lose)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(turns_module, "_can_fork", lambda keys: False)
-        alone = check_linearizability(history, StringMapModel(), time_limit=10.0)
+    alone = in_one_process(history)
     with pytest.MonkeyPatch.context() as patch:
         children = searched_in_two_processes(patch)
         shared = check_linearizability(history, StringMapModel(), time_limit=10.0)
     assert len(children) == 1
     assert alone.outcome is (Outcome.FAIL if lose else Outcome.PASS)
-    assert (shared.outcome, shared.summary, shared.evidence) == (alone.outcome, alone.summary, alone.evidence)
+    assert shown(shared) == shown(alone)
     with pytest.raises(ChildProcessError):  # reaped
         os.waitpid(children[0], os.WNOHANG)
 
@@ -606,16 +615,14 @@ def test_keys_failing_in_both_processes_are_counted_as_in_one():
             {"process": key, "type": "invoke", "f": "get", "value": [key, None], "time": at + 3},
             {"process": key, "type": "ok", "f": "get", "value": [key, ""], "time": at + 4},
         ]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(turns_module, "_can_fork", lambda keys: False)
-        alone = check_linearizability(history, StringMapModel())
+    alone = in_one_process(history)
     with pytest.MonkeyPatch.context() as patch:
         children = searched_in_two_processes(patch)
         shared = check_linearizability(history, StringMapModel())
     assert children
     assert alone.summary.startswith("get by late-a returned '', but nothing before it explains it")
     assert "(3 keys fail; the first shown; 8 other keys not searched to the end)" in alone.summary
-    assert (shared.outcome, shared.summary, shared.evidence) == (alone.outcome, alone.summary, alone.evidence)
+    assert shown(shared) == shown(alone)
 
 
 def test_a_model_that_raises_in_the_second_process_raises_in_the_caller():
@@ -641,15 +648,13 @@ def test_a_model_that_raises_in_the_second_process_raises_in_the_caller():
 def test_keys_of_a_second_process_that_dies_are_searched_by_the_caller():
     """A second process killed before it answers costs its work, not the verdict: the caller searches its keys."""
     history, _ = string_map_history(seed=5, operations=1500, lose=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(turns_module, "_can_fork", lambda keys: False)
-        alone = check_linearizability(history, StringMapModel(), time_limit=10.0)
+    alone = in_one_process(history)
     with pytest.MonkeyPatch.context() as patch:
         children = searched_in_two_processes(patch)
         patch.setattr(turns_module, "_dumps", lambda message: os._exit(1))  # the child ends before it sends anything
         shared = check_linearizability(history, StringMapModel(), time_limit=10.0)
     assert len(children) == 1
-    assert (shared.outcome, shared.summary, shared.evidence) == (alone.outcome, alone.summary, alone.evidence)
+    assert shown(shared) == shown(alone)
 
 
 def test_no_second_process_is_forked_when_no_core_is_free():
