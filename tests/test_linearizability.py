@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pickle
 import random
 from typing import Any
 
@@ -645,13 +646,17 @@ def test_a_model_that_raises_in_the_second_process_raises_in_the_caller():
         os.waitpid(children[0], os.WNOHANG)
 
 
-def test_keys_of_a_second_process_that_dies_are_searched_by_the_caller():
+@pytest.mark.parametrize("sent", [
+    lambda message: os._exit(1),  # the child ends before it sends anything
+    lambda message: pickle.dumps(message)[:20],  # the child sends the start of its answer only
+], ids=["nothing", "cut short"])
+def test_keys_of_a_second_process_that_dies_are_searched_by_the_caller(sent):
     """A second process killed before it answers costs its work, not the verdict: the caller searches its keys."""
     history, _ = string_map_history(seed=5, operations=1500, lose=True)
     alone = in_one_process(history)
     with pytest.MonkeyPatch.context() as patch:
         children = searched_in_two_processes(patch)
-        patch.setattr(turns_module, "_dumps", lambda message: os._exit(1))  # the child ends before it sends anything
+        patch.setattr(turns_module, "_dumps", sent)
         shared = check_linearizability(history, StringMapModel(), time_limit=10.0)
     assert len(children) == 1
     assert shown(shared) == shown(alone)

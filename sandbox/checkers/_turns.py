@@ -140,10 +140,10 @@ def _work(searches: list[Search], explain: Explain, results: list[KeyResult], ru
         if fork_at is not None and now > fork_at:
             fork_at = None
             if len(running) > 1 and bound.turns_allowed() > NO_FAILURE and _free_core():
-                remember //= 2
-                child = _fork(searches, explain, results, running, bound, deadline, room, remember)
+                child = _fork(searches, explain, results, running, bound, deadline, room, remember // 2)
                 if child is not None:
                     children.append(child)
+                    remember //= 2
                     remembered = sum(results[index].explored for index in running)
     return False
 
@@ -231,9 +231,10 @@ def _join(child: _Child, results: list[KeyResult]) -> bool | None:
     child.reader = -1
     os.waitpid(child.pid, 0)
     child.pid = 0
-    if not chunks:
+    try:
+        kind, payload, timed_out = pickle.loads(b"".join(chunks))
+    except Exception:  # nothing, or cut short: the child was killed before it had written all
         return None
-    kind, payload, timed_out = pickle.loads(b"".join(chunks))
     if kind == "error":
         raise payload
     for index, result in payload:
