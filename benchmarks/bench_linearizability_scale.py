@@ -21,7 +21,9 @@ suite, through a small Go program built once per run in a temporary folder (offl
 Without ``go`` the column says how to install it. Each repeat runs the Python checker, then Porcupine, so that a
 change in the machine's load hits both; the medians count. Porcupine's time is that of its check alone (its
 reading of the JSON history is not timed); the Python checker's time includes reading the history (a list of
-dicts). Porcupine checks the keys in parallel goroutines, on every core; the Python checker uses one.
+dicts). Porcupine checks the keys in parallel goroutines, on every core; the Python checker shares the keys still
+undecided after a few milliseconds with a second process. ``--one-core`` adds side columns, taking turns with the
+others: the Python checker kept to one process, and Porcupine with ``GOMAXPROCS=1``.
 
 How hard a history is varies a lot from seed to seed, for both checkers alike (the search is exponential in the
 worst case): some histories neither decides within the time limit (UNKNOWN), and the table shows them too. Run it
@@ -30,6 +32,7 @@ from the repository root::
     python benchmarks/bench_linearizability_scale.py                     # seeds 1 to 6: about a minute
     python benchmarks/bench_linearizability_scale.py --seeds 10 --repeats 5
     python benchmarks/bench_linearizability_scale.py --seeds 1-12 --time-limit 10
+    python benchmarks/bench_linearizability_scale.py --seeds 1-12 --repeats 5 --time-limit 10 --one-core
     python benchmarks/bench_linearizability_scale.py --seeds 10 --profile      # then cProfile of each check
 
 The goal (issue 11): each history decided within 3x of Porcupine's time, measured in the same run.
@@ -41,6 +44,7 @@ import argparse
 import cProfile
 import inspect
 import json
+import math
 import os
 import platform
 import pstats
@@ -55,7 +59,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sandbox.checkers import Call, Model, Outcome, check_linearizability
+from sandbox.checkers import Call, Model, Outcome, _turns, check_linearizability
 
 perf_counter = inspect.unwrap(time.perf_counter)  # the real clock, whatever the sandbox redirects
 PORCUPINE = Path(__file__).resolve().parent / "porcupine"
@@ -231,18 +235,28 @@ class Porcupine:
         path.write_text(json.dumps(porcupine_operations(history)))
         return path
 
-    def check(self, path: Path, time_limit: float) -> tuple[float, str]:
-        """Porcupine's time for one check of the history in ``path``, and its answer (Ok, Illegal or Unknown)."""
+    def check(self, path: Path, time_limit: float, cores: int | None = None) -> tuple[float, str]:
+        """Porcupine's time for one check of the history in ``path``, and its answer (Ok, Illegal or Unknown).
+
+        ``cores``: how many cores Go may use at once (GOMAXPROCS); by default all of them.
+        """
+        env = {**os.environ, "GOMAXPROCS": str(cores)} if cores else None
         ran = subprocess.run([str(self.binary), str(path), "1", str(time_limit)], capture_output=True, text=True,
-                             check=True)
+                             check=True, env=env)
         answer = json.loads(ran.stdout)
         return answer["seconds"][0], answer["result"]
 
 
-def check_once(history: list[dict[str, Any]], time_limit: float) -> tuple[float, Any]:
-    start = perf_counter()
-    verdict = check_linearizability(history, StringMapModel(), time_limit=time_limit)
-    return perf_counter() - start, verdict
+def check_once(history: list[dict[str, Any]], time_limit: float, one_process: bool = False) -> tuple[float, Any]:
+    """The time of one check_linearizability, and its verdict; ``one_process``: without a second process."""
+    fork_after = _turns.FORK_AFTER
+    _turns.FORK_AFTER = math.inf if one_process else fork_after  # the checker's own knob (private), for this row
+    try:
+        start = perf_counter()
+        verdict = check_linearizability(history, StringMapModel(), time_limit=time_limit)
+        return perf_counter() - start, verdict
+    finally:
+        _turns.FORK_AFTER = fork_after
 
 
 def seeds(text: str) -> list[int]:
@@ -272,14 +286,19 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="checks per history and checker; the median counts")
     parser.add_argument("--time-limit", type=float, default=5.0, help="for both checkers, seconds (default 5)")
     parser.add_argument("--profile", action="store_true", help="then run each check once under cProfile")
+    parser.add_argument("--one-core", action="store_true",
+                        help="also each checker on one core: the Python checker without its second process, "
+                             "Porcupine with GOMAXPROCS=1 (side columns, taking turns with the others)")
     args = parser.parse_args()
     print(f"linearizability at scale: {args.clients} clients, {args.operations} operations (get 45 %, put 5 %, "
           f"append 50 %) on {args.keys} keys of a map of strings; median of {args.repeats} checks")
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
           f"time limit {args.time_limit:g} s for both checkers")
     print()
-    print(f"{'seed':>4}  {'history':<16}{'lost append':>12}{'check_linearizability':>26}{'Porcupine (Go)':>24}{'ratio':>8}")
-    wrong, ratios = [], []
+    side = f"{'one core: Python':>20}{'Porcupine':>20}{'ratio':>8}" if args.one_core else ""
+    print(f"{'seed':>4}  {'history':<16}{'lost append':>12}{'check_linearizability':>26}{'Porcupine (Go)':>24}{'ratio':>8}"
+          f"{side}")
+    wrong, ratios, side_ratios = [], [], []
     with tempfile.TemporaryDirectory(prefix="porcupine-bench-") as temporary:
         porcupine = Porcupine(Path(temporary))
         for seed in args.seeds:
@@ -288,39 +307,57 @@ def main() -> int:
             histories = {"linearizable": run_store(ops), "loses an append": run_store(ops, lose=lost)}
             for name, history in histories.items():
                 path = porcupine.write(name, history) if porcupine.binary else None
-                ours, theirs, verdict, answer = [], [], None, ""
+                runs: dict[str, list[tuple[float, Any]]] = {"ours": [], "theirs": [], "ours 1": [], "theirs 1": []}
                 for _ in range(args.repeats):
-                    took, verdict = check_once(history, args.time_limit)
-                    ours.append(took)
+                    runs["ours"].append(check_once(history, args.time_limit))
                     if path is not None:
-                        took, answer = porcupine.check(path, args.time_limit)
-                        theirs.append(took)
-                    if verdict.outcome is Outcome.UNKNOWN or answer == "Unknown":
+                        runs["theirs"].append(porcupine.check(path, args.time_limit))
+                    if args.one_core:
+                        runs["ours 1"].append(check_once(history, args.time_limit, one_process=True))
+                        if path is not None:
+                            runs["theirs 1"].append(porcupine.check(path, args.time_limit, cores=1))
+                    answers = [answer for column in runs.values() for _, answer in column[-1:]]
+                    if any(answer in (Outcome.UNKNOWN, "Unknown") or getattr(answer, "outcome", None) is Outcome.UNKNOWN
+                           for answer in answers):
                         break  # one run that reached the time limit says enough
-                if verdict.outcome not in (EXPECTED[name][0], Outcome.UNKNOWN):
-                    wrong.append(f"seed {seed}, {name}: check_linearizability answered {verdict}")
-                if answer not in (EXPECTED[name][1], "Unknown", ""):
-                    wrong.append(f"seed {seed}, {name}: Porcupine answered {answer}")
-                mine = statistics.median(ours)
-                cell, ratio = "(not run)", ""
-                if theirs:
-                    cell, ratio = f"{statistics.median(theirs):>9.3f} s {answer:<8}", mine / statistics.median(theirs)
-                    if verdict.outcome is EXPECTED[name][0] and answer == EXPECTED[name][1]:
-                        ratios.append(ratio)
-                    ratio = f"x{ratio:.2f}"
+                for column, expected in (("ours", EXPECTED[name][0]), ("ours 1", EXPECTED[name][0])):
+                    for _, verdict in runs[column]:
+                        if verdict.outcome not in (expected, Outcome.UNKNOWN):
+                            wrong.append(f"seed {seed}, {name}: check_linearizability answered {verdict}")
+                for column in ("theirs", "theirs 1"):
+                    for _, answer in runs[column]:
+                        if answer not in (EXPECTED[name][1], "Unknown"):
+                            wrong.append(f"seed {seed}, {name}: Porcupine answered {answer}")
                 where = f"op {lost}" if name == "loses an append" else ""
-                print(f"{seed:>4}  {name:<16}{where:>12}{mine:>13.3f} s {verdict.outcome.name:<9}{cell:>26}{ratio:>8}",
-                      flush=True)
+                cells = [f"{seed:>4}  {name:<16}{where:>12}"]
+                for mine, theirs, kept in (("ours", "theirs", ratios), ("ours 1", "theirs 1", side_ratios)):
+                    if not runs[mine]:
+                        continue
+                    took = statistics.median(t for t, _ in runs[mine])
+                    verdict = runs[mine][-1][1]
+                    wide = 13 if mine == "ours" else 9
+                    cell, ratio = "(not run)", ""
+                    if runs[theirs]:
+                        median = statistics.median(t for t, _ in runs[theirs])
+                        answer = runs[theirs][-1][1]
+                        cell, ratio = f"{median:>9.3f} s {answer:<8}", took / median
+                        if verdict.outcome is EXPECTED[name][0] and answer == EXPECTED[name][1]:
+                            kept.append(ratio)
+                        ratio = f"x{ratio:.2f}"
+                    cells.append(f"{took:>{wide}.3f} s {verdict.outcome.name:<9}{cell:>{26 if mine == 'ours' else 20}}"
+                                 f"{ratio:>8}")
+                print("".join(cells), flush=True)
             if args.profile:
                 for name, history in histories.items():
                     profile(history, f"seed {seed}, {name}", args.time_limit)
         if porcupine.problem:
             print(f"\nPorcupine not run: {porcupine.problem}; then run this again")
     print(f"\nratio: check_linearizability's time / Porcupine's, medians from the same run (goal: at most {GOAL:g})")
-    if ratios:
-        met = sum(ratio <= GOAL for ratio in ratios)
-        print(f"decided by both: {len(ratios)} histories, ratio {min(ratios):.2f} to {max(ratios):.2f} "
-              f"(median {statistics.median(ratios):.2f}); within {GOAL:g}x: {met} of {len(ratios)}")
+    for label, kept in (("", ratios), ("on one core each, ", side_ratios)):
+        if kept:
+            met = sum(ratio <= GOAL for ratio in kept)
+            print(f"{label}decided by both: {len(kept)} histories, ratio {min(kept):.2f} to {max(kept):.2f} "
+                  f"(median {statistics.median(kept):.2f}); within {GOAL:g}x: {met} of {len(kept)}")
     for line in wrong:
         print(f"WRONG VERDICT: {line}")
     return 1 if wrong else 0

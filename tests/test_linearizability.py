@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import pickle
 import random
 from typing import Any
 
@@ -22,6 +24,7 @@ from sandbox.checkers import (
     Verdict,
     check_linearizability,
 )
+from sandbox.checkers import _turns as turns_module
 from sandbox.checkers import linearizability as linearizability_module
 
 # --- building histories by hand ----------------------------------------------------------------
@@ -556,6 +559,129 @@ def test_a_key_that_fails_is_found_while_the_others_take_turns():
     assert verdict.outcome is Outcome.FAIL
     assert verdict.summary.startswith("get by late returned '', but nothing before it explains it")
     assert "other keys not searched to the end" in verdict.summary
+
+
+def searched_in_two_processes(patch: pytest.MonkeyPatch) -> list[int]:
+    """Have the keys' searches fork a second process after their first turn; the list fills with the children's pids."""
+    children: list[int] = []
+    fork = turns_module._fork
+
+    def spy(*args: Any) -> Any:
+        child = fork(*args)
+        children.append(child.pid)
+        return child
+
+    patch.setattr(turns_module, "FORK_AFTER", 0.0)
+    patch.setattr(turns_module, "_can_fork", lambda keys: keys > 1)
+    patch.setattr(turns_module, "_free_core", lambda: True)
+    patch.setattr(turns_module, "_fork", spy)
+    return children
+
+
+def in_one_process(history: list[dict[str, Any]]) -> Verdict:
+    """The verdict on a string-map history with every key searched in the caller's process."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(turns_module, "_can_fork", lambda keys: False)
+        return check_linearizability(history, StringMapModel(), time_limit=10.0)
+
+
+def shown(verdict: Verdict) -> tuple[Outcome, str, tuple[Any, ...]]:
+    return verdict.outcome, verdict.summary, verdict.evidence
+
+
+@pytest.mark.parametrize("lose", [False, True])
+def test_two_processes_give_the_verdict_of_one(lose):
+    """Keys searched in two processes give the same verdict, summary and evidence as in one, and leave no child."""
+    history, _ = string_map_history(seed=5, operations=1500, lose=lose)
+    alone = in_one_process(history)
+    with pytest.MonkeyPatch.context() as patch:
+        children = searched_in_two_processes(patch)
+        shared = check_linearizability(history, StringMapModel(), time_limit=10.0)
+    assert len(children) == 1
+    assert alone.outcome is (Outcome.FAIL if lose else Outcome.PASS)
+    assert shown(shared) == shown(alone)
+    with pytest.raises(ChildProcessError):  # reaped
+        os.waitpid(children[0], os.WNOHANG)
+
+
+def test_keys_failing_in_both_processes_are_counted_as_in_one():
+    """With a key failing early in each process, the earliest failure is shown and both are counted, as in one."""
+    history, _ = string_map_history(seed=5, operations=1500)
+    end = history[-1]["time"]
+    for n, key in enumerate(["late-a", "late-b", "late-c"]):  # each: an append, then a get that misses it
+        at = end + 10 * n
+        history += [
+            {"process": key, "type": "invoke", "f": "append", "value": [key, "a"], "time": at + 1},
+            {"process": key, "type": "ok", "f": "append", "value": [key, "a"], "time": at + 2},
+            {"process": key, "type": "invoke", "f": "get", "value": [key, None], "time": at + 3},
+            {"process": key, "type": "ok", "f": "get", "value": [key, ""], "time": at + 4},
+        ]
+    alone = in_one_process(history)
+    with pytest.MonkeyPatch.context() as patch:
+        children = searched_in_two_processes(patch)
+        shared = check_linearizability(history, StringMapModel())
+    assert children
+    assert alone.summary.startswith("get by late-a returned '', but nothing before it explains it")
+    assert "(3 keys fail; the first shown; 8 other keys not searched to the end)" in alone.summary
+    assert shown(shared) == shown(alone)
+
+
+def test_a_model_that_raises_in_the_second_process_raises_in_the_caller():
+    """What the model raises while the second process searches reaches the caller, and the child is reaped."""
+    caller = os.getpid()
+
+    class FailsInChild(StringMapModel):
+        def step(self, state: str, call: Call) -> tuple[bool, str]:
+            if os.getpid() != caller:
+                raise ValueError(f"cannot step {call.f} here")
+            return super().step(state, call)
+
+    history, _ = string_map_history(seed=5, operations=1500)
+    with pytest.MonkeyPatch.context() as patch:
+        children = searched_in_two_processes(patch)
+        with pytest.raises(ValueError, match="cannot step"):
+            check_linearizability(history, FailsInChild(), time_limit=10.0)
+    assert len(children) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(children[0], os.WNOHANG)
+
+
+@pytest.mark.parametrize("sent", [
+    lambda message: os._exit(1),  # the child ends before it sends anything
+    lambda message: pickle.dumps(message)[:20],  # the child sends the start of its answer only
+], ids=["nothing", "cut short"])
+def test_keys_of_a_second_process_that_dies_are_searched_by_the_caller(sent):
+    """A second process killed before it answers costs its work, not the verdict: the caller searches its keys."""
+    history, _ = string_map_history(seed=5, operations=1500, lose=True)
+    alone = in_one_process(history)
+    with pytest.MonkeyPatch.context() as patch:
+        children = searched_in_two_processes(patch)
+        patch.setattr(turns_module, "_dumps", sent)
+        shared = check_linearizability(history, StringMapModel(), time_limit=10.0)
+    assert len(children) == 1
+    assert shown(shared) == shown(alone)
+
+
+def test_no_second_process_is_forked_when_no_core_is_free():
+    """With as many processes ready to run as cores, the keys stay in the caller's process (a fork would only cost)."""
+    history, _ = string_map_history(seed=5, operations=1500, lose=True)
+    with pytest.MonkeyPatch.context() as patch:
+        children = searched_in_two_processes(patch)
+        patch.setattr(turns_module, "_free_core", lambda: False)
+        verdict = check_linearizability(history, StringMapModel(), time_limit=10.0)
+    assert verdict.outcome is Outcome.FAIL
+    assert children == []
+
+
+def test_a_quick_check_forks_no_process():
+    """A history decided within the first milliseconds is searched in the caller's process alone."""
+    history, _ = string_map_history(seed=5, operations=200)
+    with pytest.MonkeyPatch.context() as patch:
+        forked: list[Any] = []
+        patch.setattr(turns_module, "_fork", lambda *args: forked.append(args))
+        patch.setattr(turns_module, "FORK_AFTER", 60.0)
+        assert check_linearizability(history, StringMapModel()).outcome is Outcome.PASS
+    assert forked == []
 
 
 # --- bad inputs --------------------------------------------------------------------------------

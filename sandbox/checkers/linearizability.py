@@ -16,7 +16,9 @@ entries out of and backtracking puts back, the configurations are a set of (bits
 hashed and compared by the model's own ``==``, and operations on different keys of a map are checked
 independently (linearizability is *local*, P-compositionality: a history is linearizable if and only
 if each key's sub-history is). The keys' searches take turns, as Porcupine runs them side by side,
-and stop once a key fails: on 50 clients and two thousand operations, within a few times Porcupine's
+and stop once a key fails; keys still undecided after a few milliseconds are shared with a second
+process, as Porcupine uses every core (``_turns.py``: the turns are counted, so the verdict is the
+same on one core or two). On 50 clients and two thousand operations, within a few times Porcupine's
 own time (``benchmarks/bench_linearizability_scale.py`` measures both).
 
 Example::
@@ -36,17 +38,18 @@ Example::
 
 from __future__ import annotations
 
-import inspect
+import gc
 import math
-import time
-from collections import deque
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidParameterError
 from ..history import OP_TYPES, History, Op
+from ._turns import perf_counter as _perf_counter
+from ._turns import take_turns
 from .models import (
+    _ATOMS,
     Call,
     Model,
     _alternatives,
@@ -60,8 +63,6 @@ __all__ = ["check_linearizability"]
 
 INVARIANT = "linearizability"
 
-# The real clock: inside sandbox tasks, time.perf_counter answers with the node's virtual clock.
-_perf_counter = inspect.unwrap(time.perf_counter)
 _SLICE = 512  # calls placed or taken back by one key's search between two looks at the clock (and turns)
 _DEPTH_FIRST_BUDGET = (20, 1000)  # depth first for up to 20 configurations per call, plus 1000
 # Configurations remembered at most, over all keys (each is a bitset and a model state: a few hundred bytes): past
@@ -82,9 +83,11 @@ def check_linearizability(
     answers UNKNOWN, which never counts as a pass. A FAIL carries the operations involved (the
     first response that no order explains, the operations concurrent with it and the ones just
     before it, as ``Op`` records) and says in words what went wrong. With a model that checks keys
-    separately (``split``), the keys' searches take turns and stop once one fails, each other key having
-    one more turn: the summary shows the earliest failure found, and how many keys fail and how many were
-    not searched to the end.
+    separately (``split``), the keys' searches take turns and stop once one fails, every key searched for
+    at most one turn more than the failing one took: the summary shows the earliest failure found, and how
+    many keys fail and how many were not searched to the end. Keys still undecided after a few milliseconds
+    are shared with a forked second process (on Linux with two cores, when no other thread runs), with the
+    same verdict, summary and evidence as in one.
 
     Example::
 
@@ -105,7 +108,16 @@ def check_linearizability(
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not 0 < time_limit < math.inf:
         raise InvalidParameterError(f"time_limit={time_limit!r}: give a positive, finite number of seconds, e.g. 1.0")
     deadline = _perf_counter() + time_limit
+    collecting = gc.isenabled()
+    gc.disable()  # reading a history and searching make many small objects, none in a cycle: collections only slow
+    try:  # them down (by a tenth or more), and a forked second process that collects copies the pages it shares
+        return _check(history, model, time_limit, deadline)
+    finally:
+        if collecting:
+            gc.enable()
 
+
+def _check(history: Any, model: Model, time_limit: float, deadline: float) -> Verdict:
     entries, dropped = _calls(history)
     processes = len({call.process for call, _, _ in entries})
     indeterminate = sum(not call.known for call, _, _ in entries)
@@ -124,6 +136,7 @@ def check_linearizability(
 
     if split is not None:
         counts += f", {len(groups)} keys checked one by one"
+    groups_and_models = []
     searches = []
     room = [_REMEMBER > 0]  # whether the searches may remember more configurations: not past _REMEMBER
     for key, group in groups.items():
@@ -132,51 +145,34 @@ def check_linearizability(
         if prune is not None:
             kept = {id(call) for call in prune([call for call, _, _ in group])}
             group = [entry for entry in group if id(entry[0]) in kept]
-        searches.append((group, sub_model, _search(group, sub_model, room)))
-    # The keys' searches take turns, a slice each, as Porcupine runs them side by side; once one fails, each
-    # other key has one more turn and the search stops: a key that fails is found without first deciding every
-    # key that passes.
-    failures: list[tuple[int, str, tuple[Op, ...]]] = []
-    explored = [0] * len(searches)
-    remembered = 0
-    running = deque(range(len(searches)))  # the keys not decided yet, the next to have its turn first
-    last_turns = -1  # once a key fails, the turns left: one for each other key still running
-    while running and last_turns:
-        last_turns -= 1
-        index = running.popleft()
-        group, sub_model, search = searches[index]
-        before = explored[index]
-        try:
-            explored[index] = next(search)
-        except StopIteration as stop:  # the search is over, and what it remembered is freed
-            result: _Result = stop.value
-            explored[index] = result.explored
-            remembered -= before
-            if result.outcome == "fail":
-                failures.append(_explain(group, sub_model, result))
-                if last_turns < 0:
-                    last_turns = len(running)
-            continue
-        running.append(index)
-        remembered += explored[index] - before
-        if remembered > _REMEMBER:
-            room[0] = False
-        if _perf_counter() > deadline:
-            if failures:
-                break
-            where = f" after deciding {len(searches) - len(running)} of {len(groups)} keys" if split is not None else ""
-            return Verdict.unknown(
-                INVARIANT,
-                f"ran out of time: the {time_limit:g} s limit passed{where}, after exploring "
-                f"{sum(explored)} configurations of {counts}; not proven linearizable "
-                f"(raise time_limit, or check a shorter history or one with fewer indeterminate operations)",
-            )
+        groups_and_models.append((group, sub_model))
+        searches.append(_search(group, sub_model, room))
+
+    def explain(index: int, result: _Result) -> tuple[int, str, int]:
+        return _explain(*groups_and_models[index], result)
+
+    # The keys' searches take turns, a slice each, as Porcupine runs them side by side (on a second core once
+    # they take a while): a key that fails is found without first deciding every key that passes.
+    results, timed_out = take_turns(searches, explain, deadline, room, _REMEMBER)
+    failing = [result.turns for result in results if result.outcome == "fail"]
+    bound = min(failing) + 1 if failing else math.inf  # turns counted, so the same verdict on one core or two
+    failures = [(r.failure, index) for index, r in enumerate(results) if r.outcome == "fail" and r.turns <= bound]
+    undecided = sum(result.outcome == "open" or result.turns > bound for result in results)
     if failures:
-        _, summary, evidence = min(failures, key=lambda failure: failure[0])
+        (_, summary, stuck), index = min(failures)  # type: ignore[type-var]
         more = [f"{len(failures)} keys fail; the first shown"] if len(failures) > 1 else []
-        if running:
-            more.append(f"{_plural(len(running), 'other key')} not searched to the end")
+        if undecided:
+            more.append(f"{_plural(undecided, 'other key')} not searched to the end")
+        evidence = _evidence(groups_and_models[index][0], stuck)
         return Verdict.failing(INVARIANT, f"{summary} ({'; '.join(more)})" if more else summary, evidence)
+    if timed_out:
+        where = f" after deciding {len(results) - undecided} of {len(groups)} keys" if split is not None else ""
+        return Verdict.unknown(
+            INVARIANT,
+            f"ran out of time: the {time_limit:g} s limit passed{where}, after exploring "
+            f"{sum(result.explored for result in results)} configurations of {counts}; not proven linearizable "
+            f"(raise time_limit, or check a shorter history or one with fewer indeterminate operations)",
+        )
     return Verdict.passing(INVARIANT, f"every response fits one sequential order: {counts}")
 
 
@@ -184,70 +180,95 @@ def check_linearizability(
 
 
 def _calls(history: Any) -> tuple[list[tuple[Call, int, float]], int]:
-    """Pair the history's operations into calls, each with its invoke and response positions."""
+    """Pair the history's operations into calls, each with its invoke and response positions (in invoke order)."""
     if isinstance(history, (str, bytes, Mapping)) or not isinstance(history, (History, Iterable)):
         raise InvalidParameterError(
             f"history={history!r}: give a sandbox.History or a list of Ops or dicts with "
             f"process, type, f, value and time"
         )
-    open_calls: dict[str, tuple[Op, int]] = {}
-    done: list[tuple[Op, Op | None, int, float]] = []
+    # One slot per invocation, in history order (so in invoke order, with no sorting): [invoke, its position,
+    # completion, response position]; a failed call's response position is None, an indeterminate one's inf.
+    slots: list[list[Any]] = []
+    open_calls: dict[Any, list[Any]] = {}
     dropped = 0
     last_time = -math.inf
     for position, raw in enumerate(history):
-        op = _as_op(raw, position)
-        if op.time < last_time:
-            raise InvalidParameterError(
-                f"{op} (position {position}) happened at {op.time!r}, before the operation listed ahead of it "
-                f"({last_time!r}): list the history in the order it happened"
-            )
-        last_time = op.time
-        if op.type == "invoke":
+        if type(raw) is dict and "process" in raw and "type" in raw and "f" in raw:  # the common case, inline
+            get = raw.get  # Op's fields in order (index, time, process, type, f, value, error): positional
+            # arguments build it twice as fast as keywords, which counts in a history of thousands of operations
+            op = Op(get("index", position), get("time", float(position)), raw["process"], raw["type"], raw["f"],
+                    get("value"), get("error"))
+        else:
+            op = raw if type(raw) is Op else _as_op(raw, position)
+        at = op.time
+        if type(at) is not float or not at >= last_time:  # not a float, NaN, or going backwards: say which
+            _check_time(op, position, last_time)
+        last_time = at
+        kind = op.type
+        if kind == "invoke":
             if op.process in open_calls:
                 raise InvalidParameterError(
                     f"{op} (position {position}): process {op.process!r} invoked again before its "
                     f"{open_calls[op.process][0].f!r} completed; a process does one operation at a time"
                 )
-            open_calls[op.process] = (op, position)
+            open_calls[op.process] = slot = [op, position, None, math.inf]
+            slots.append(slot)
             continue
-        if op.process not in open_calls:
+        if kind not in OP_TYPES:
+            raise InvalidParameterError(f"type={kind!r} in {op!r}: an operation's type is one of {OP_TYPES}")
+        slot = open_calls.pop(op.process, None)
+        if slot is None:
             raise InvalidParameterError(f"{op} (position {position}) completes nothing: {op.process!r} has no open operation")
-        invoke, start = open_calls.pop(op.process)
-        if op.f != invoke.f:
-            raise InvalidParameterError(f"{op} (position {position}) completes {invoke.f!r} with a different f, {op.f!r}")
-        if op.type == "fail":
+        if op.f != slot[0].f:
+            raise InvalidParameterError(f"{op} (position {position}) completes {slot[0].f!r} with a different f, {op.f!r}")
+        slot[2] = op
+        if kind == "ok":
+            slot[3] = position
+        elif kind == "fail":
+            slot[3] = None
             dropped += 1
-        else:
-            done.append((invoke, op, start, position if op.type == "ok" else math.inf))
-    done += [(invoke, None, start, math.inf) for invoke, start in open_calls.values()]
-    done.sort(key=lambda item: item[2])
     calls = []
-    for invoke, completion, start, end in done:
-        known = end != math.inf
-        output = _freeze(completion.value) if known else None  # type: ignore[union-attr]
-        calls.append((Call(invoke.process, invoke.f, _freeze(invoke.value), output, known, invoke, completion), start, end))
+    append = calls.append
+    for invoke, start, completion, end in slots:
+        if end is None:
+            continue
+        value = invoke.value
+        if type(value) not in _ATOMS:
+            value = _freeze(value)
+        if end == math.inf:
+            append((Call(invoke.process, invoke.f, value, None, False, invoke, completion), start, end))
+            continue
+        output = completion.value
+        if type(output) not in _ATOMS:
+            output = _freeze(output)
+        append((Call(invoke.process, invoke.f, value, output, True, invoke, completion), start, end))
     return calls, dropped
 
 
 def _as_op(raw: Any, position: int) -> Op:
-    if not isinstance(raw, Op):
-        if not isinstance(raw, (dict, Mapping)):  # dict first: much faster to check than Mapping
-            raise InvalidParameterError(f"history entry {raw!r} (position {position}) is neither an Op nor a dict")
-        if "process" not in raw or "type" not in raw or "f" not in raw:
-            missing = [name for name in ("process", "type", "f") if name not in raw]
-            raise InvalidParameterError(f"history entry {raw!r} (position {position}) lacks {', '.join(missing)}")
-        get = raw.get  # Op's fields in order (index, time, process, type, f, value, error): positional
-        # arguments build it twice as fast as keywords, which counts in a history of thousands of operations
-        raw = Op(get("index", position), get("time", float(position)), raw["process"], raw["type"], raw["f"],
-                 get("value"), get("error"))
-    if raw.type not in OP_TYPES:
-        raise InvalidParameterError(f"type={raw.type!r} in {raw!r}: an operation's type is one of {OP_TYPES}")
-    at = raw.time
-    if type(at) is float and at == at:  # the common case first: a float, not NaN
+    """An Op from a history entry that is not a plain dict with process, type and f: refused saying why, or read."""
+    if isinstance(raw, Op):
         return raw
+    if not isinstance(raw, Mapping):
+        raise InvalidParameterError(f"history entry {raw!r} (position {position}) is neither an Op nor a dict")
+    if "process" not in raw or "type" not in raw or "f" not in raw:
+        missing = [name for name in ("process", "type", "f") if name not in raw]
+        raise InvalidParameterError(f"history entry {raw!r} (position {position}) lacks {', '.join(missing)}")
+    get = raw.get
+    return Op(get("index", position), get("time", float(position)), raw["process"], raw["type"], raw["f"],
+              get("value"), get("error"))
+
+
+def _check_time(op: Op, position: int, last_time: float) -> None:
+    """Refuse a time that is not a number, or earlier than the one before it."""
+    at = op.time
     if isinstance(at, bool) or not isinstance(at, (int, float)) or math.isnan(at):
-        raise InvalidParameterError(f"time={raw.time!r} in {raw!r}: a time is a number")
-    return raw
+        raise InvalidParameterError(f"time={at!r} in {op!r}: a time is a number")
+    if at < last_time:
+        raise InvalidParameterError(
+            f"{op} (position {position}) happened at {at!r}, before the operation listed ahead of it "
+            f"({last_time!r}): list the history in the order it happened"
+        )
 
 
 # --- the search ------------------------------------------------------------------------------
@@ -511,26 +532,33 @@ def _remember(plain: set[tuple[int, Any]] | None, seen: dict[tuple[int, Any], li
     return True
 
 
-def _explain(group: list[tuple[Call, int, float]], model: Model, result: _Result) -> tuple[int, str, tuple[Op, ...]]:
-    """The position, summary and evidence of a failure: the stuck call, its neighbours in time."""
+def _explain(group: list[tuple[Call, int, float]], model: Model, result: _Result) -> tuple[int, str, int]:
+    """The position and summary of a failure, and the index of its stuck call in ``group``."""
     call, start, end = group[result.stuck]
-    concurrent = [other for other in group if other[1] < end and other[2] > start and other[0] is not call]
-    before = [other for other in group if other[2] < start]
-    latest_start = max((other[1] for other in before), default=-1)
-    frontier = [other for other in before if other[2] > latest_start]  # completed last before it
+    concurrent = sum(other[1] < end and other[2] > start for other in group) - 1  # but the call itself
     states = result.states or []
     explain = getattr(model, "explain", None)
     if explain is not None:
-        summary = explain(call, states, len(concurrent))
+        summary = explain(call, states, concurrent)
     else:
         asked = "" if call.input is None else f" {call.input!r}"
         summary = (
             f"{call.f}{asked} by {call.process} returned {call.output!r}, but "
-            f"{_nothing_explains(len(concurrent))} (the model could only be in {_alternatives(states)})"
+            f"{_nothing_explains(concurrent)} (the model could only be in {_alternatives(states)})"
         )
+    return int(end), summary, result.stuck
+
+
+def _evidence(group: list[tuple[Call, int, float]], stuck: int) -> tuple[Op, ...]:
+    """The history's records of a failure: the stuck call, the calls concurrent with it and those just before it."""
+    call, start, end = group[stuck]
+    concurrent = [other for other in group if other[1] < end and other[2] > start and other[0] is not call]
+    before = [other for other in group if other[2] < start]
+    latest_start = max((other[1] for other in before), default=-1)
+    frontier = [other for other in before if other[2] > latest_start]  # completed last before it
     involved = sorted((*frontier, *concurrent, (call, start, end)), key=lambda entry: entry[1])
     ops = {id(op): op for other, _, _ in involved for op in (other.invoke, other.completion) if op is not None}
-    return int(end), summary, tuple(sorted(ops.values(), key=lambda op: op.time))
+    return tuple(sorted(ops.values(), key=lambda op: op.time))
 
 
 # --- helpers ---------------------------------------------------------------------------------
