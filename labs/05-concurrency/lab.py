@@ -49,6 +49,7 @@ from autograder.labs import (
     service_factory,
 )
 from sandbox.checkers import Verdict, stock_conserved, stock_never_negative
+from sandbox.checkers._common import quiet
 from sandbox.explore import Counterexample, Passed, Scenario
 from sandbox.faults import Delay, LockTimeouts, Schedule, SlowStorage
 
@@ -375,6 +376,9 @@ class NoDeadlockLeftUnresolved:
             if invoke.f not in ("order", "transfer"):
                 continue
             if done is None or not isinstance(done.value, dict):
+                if not quiet(world):
+                    return Verdict.unknown(self.name, f"the run stopped before {invoke.process}'s {invoke.f} "
+                                                      f"{invoke.value.get('id')} finished: nothing to decide yet")
                 problems.append((f"{invoke.process}'s {invoke.f} {invoke.value.get('id')} never finished", invoke))
                 continue
             for answer in done.value.get("answers", ()):
