@@ -54,6 +54,8 @@ IMPLEMENTATIONS = {
     "03-sagas": ("chaos_dojo_labs.lab03", ("solution", "generated", "mutants/wrong_order", "mutants/no_recovery")),
     "04-tracing": ("chaos_dojo_labs.lab04", ("solution", "generated", "mutants/span_open_on_error",
                                              "mutants/kafka_not_propagated")),
+    "05-concurrency": ("chaos_dojo_labs.lab05", ("solution", "generated", "mutants/in_process_lock",
+                                                 "mutants/transfers_lock_in_request_order")),
 }
 REFERENCES = {"solution", "solution_cp", "solution_ap"}
 
@@ -149,7 +151,7 @@ def test_every_lab_invariant_judges_the_evidence_as_it_judges_the_world(lab_name
         assert Outcome.FAIL in seen
 
 
-@pytest.mark.parametrize("lab_name", ["01-cap", "02-idempotency", "03-sagas"])
+@pytest.mark.parametrize("lab_name", ["01-cap", "02-idempotency", "03-sagas", "05-concurrency"])
 def test_undecided_verdicts_are_carried_as_undecided(lab_name):
     """A run stopped in the middle of its faults leaves some invariant UNKNOWN (it waits for the quiet phase);
     the evidence gives the same UNKNOWN with the same reason, never a pass."""
