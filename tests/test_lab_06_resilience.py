@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pytest
 
 import sandbox
 from autograder import seed_bank
+from autograder.labs import load_module
 from sandbox.checkers import Outcome
 from sandbox.explore import Counterexample, Passed
 from sandbox.viz import dashboard
@@ -20,15 +19,7 @@ INVARIANTS = ("answered_gracefully", "retry_amplification", "outage_contained", 
               "recovered", "refused_means_not_charged", "no_double_charge")
 
 
-def _load_lab():
-    spec = importlib.util.spec_from_file_location("chaos_dojo_labs.lab06.lab", LAB_DIR / "lab.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lab = _load_lab()
+lab = load_module(LAB_DIR, "lab", "chaos_dojo_labs.lab06")
 MUTANTS = lab.mutants()
 CORRECT = ["solution", *lab.alternatives()]
 #: The partial fixes a learner who half-understood module 06 writes, by the step it teaches, with the invariant
