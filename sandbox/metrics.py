@@ -106,7 +106,8 @@ DEFAULT_SCRAPE_INTERVAL = 1.0
 #: Latency buckets (seconds) of the sandbox's histograms: a database call to a 10 s outage.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
 
-#: What the sandbox records for every service (sample names; the labels each series has).
+#: What the sandbox records for every service (a histogram by its name: its samples are NAME_bucket, NAME_count and
+#: NAME_sum), and the labels of each.
 SANDBOX_METRICS = {
     "http_server_requests_total": "requests served: service, replica, method, route (the template), status",
     "http_server_request_duration_seconds": "histogram of the time from a request's arrival to its response "

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import prometheus_client
 import pytest
@@ -143,6 +147,14 @@ def outage() -> sandbox.World:
     return world
 
 
+def test_every_metric_the_sandbox_lists_is_scraped(outage):
+    """SANDBOX_METRICS names what a scrape finds: each name (a histogram's _bucket) is among the scraped ones."""
+    from sandbox.metrics import SANDBOX_METRICS
+
+    names = outage.metrics.names()
+    assert [n for n in SANDBOX_METRICS if n not in names and f"{n}_bucket" not in names] == []
+
+
 def test_requests_are_counted_by_route_status_and_replica(outage):
     """The server-side counter's series carry route template, method, status and replica; their sum is the
     number of answers the shoppers got."""
@@ -151,9 +163,8 @@ def test_requests_are_counted_by_route_status_and_replica(outage):
     assert {(s.labels["route"], s.labels["method"]) for s in served} == {("/checkout", "POST")}
     assert {s.labels["status"] for s in served} == {"200", "503"}
     assert {s.labels["replica"] for s in served} == {"checkout-0", "checkout-1"}
-    answered = [op for op in outage.history if op.f == "checkout" and op.type == "ok"]
-    assert sum(s.value for s in served) <= len(answered)  # the last scrape may precede the last answers
-    assert sum(s.value for s in served) >= len(answered) - 4 * 4
+    answered = [op for op in outage.history if op.f == "checkout" and op.type == "ok" and op.time <= 14.0]
+    assert sum(s.value for s in served) == len(answered)  # by the last scrape, at t=14
 
 
 def test_timeouts_and_retries_show_only_during_the_outage(outage):
@@ -278,6 +289,8 @@ def test_the_exposition_parses_back_with_prometheus_clients_parser(outage):
     assert sum(placed.values()) == sum(1 for op in outage.history if op.f == "checkout" and op.value == 200)
     served = [s for s in families["http_server_requests"].samples if s.name == "http_server_requests_total"]
     assert {tuple(sorted(s.labels)) for s in served} == {("method", "replica", "route", "service", "status")}
+    answered = sum(1 for op in outage.history if op.f == "checkout" and op.type == "ok")
+    assert sum(s.value for s in served if s.labels["service"] == "checkout") == answered == 400
     assert not any(s.name.endswith("_created") for f in families.values() for s in f.samples)
 
 
@@ -349,6 +362,22 @@ def test_the_same_seed_gives_the_same_metrics(outage):
     assert again.metrics.exposition() == outage.metrics.exposition()
     query = lambda m: lambda at: m.rate("http_client_requests_total", 4.0, at)  # noqa: E731
     assert again.metrics.range(query(again.metrics)) == outage.metrics.range(query(outage.metrics))
+
+
+def test_another_process_with_another_hash_seed_exports_the_same_text(outage):
+    """A fresh interpreter with PYTHONHASHSEED=123 scrapes the same values: its exposition is the same text."""
+    tests = Path(__file__).parent
+    code = (
+        f"import sys; sys.path.insert(0, {str(tests)!r})\n"
+        "import svc_metrics\n"
+        "world = svc_metrics.build_world(7)\n"
+        "world.run(settle=1.0)\n"
+        "sys.stdout.write(world.metrics.exposition())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "123"},
+                          cwd=tests.parent, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == outage.metrics.exposition()
 
 
 def test_metrics_change_no_fingerprint(outage):
@@ -436,3 +465,19 @@ def test_the_dashboards_error_rate_reads_zero_when_nothing_failed():
     error_panel = viz.dashboard(world, "counter").get_axes()[1]
     (line,) = error_panel.get_lines()
     assert [v for v in line.get_ydata() if not math.isnan(v)] == [0.0] * 4
+
+
+def test_dashboard_data_gives_the_curves_the_dashboard_draws(outage):
+    """The numbers behind the panels: p99 near the 1 s it took to give up during the outage and low after it,
+    no 5xx once inventory is back, a breaker that opened, and the partition among the faults."""
+    d = viz.dashboard_data(outage, "checkout")
+    assert d.times == tuple(float(t) for t in range(15))
+    assert max(d.between(d.latency["p99"], 4.0, 6.0)) > 0.5
+    assert max(d.between(d.latency["p99"], 10.0, 14.0)) < 0.05
+    assert max(d.between(d.error_share, 4.0, 7.0)) > 50
+    assert d.between(d.error_share, 10.0, 14.0) == [0.0] * 5
+    assert sorted(d.breaker) == [("inventory", "checkout-0"), ("inventory", "checkout-1")]
+    assert any(1.0 in d.between(curve, 3.0, 7.0) for curve in d.breaker.values())
+    assert [(w.family, w.start, w.end) for w in d.faults] == [("NetworkChaos", 3.0, 6.0)]
+    error_line = viz.dashboard(outage, "checkout").get_axes()[1].get_lines()[0]
+    assert tuple(error_line.get_ydata()) == pytest.approx(d.error_share, nan_ok=True)

@@ -9,6 +9,7 @@ spans; nothing changes the world, and the same seed gives the same pictures.
 ``trace_waterfall``         one request's spans, as Jaeger draws them
 ``counterexample_figure``   all three at once, on one time axis, for a failing run
 ``dashboard``               a service's metrics as Grafana panels (error rate, p50/p99, breaker), faults shaded
+``dashboard_data``          the same curves as numbers, for a check to read what the learner sees
 ``stepper``                 an ipywidgets panel that walks the run moment by moment
 ``state_at``                the state the stepper shows, as data: nodes, messages in flight, faults
 ``save`` / ``to_png`` /     a picture to a .png or .svg file, or to bytes / text for HTML
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._dashboard import dashboard
+from ._dashboard import DashboardData, dashboard, dashboard_data
 from ._figures import counterexample_figure, save, show_in_ipython, to_png, to_svg
 from ._run import FaultWindow, WireMessage
 from ._sequence import sequence_diagram
@@ -52,6 +53,8 @@ __all__ = [
     "fault_timeline",
     "counterexample_figure",
     "dashboard",
+    "dashboard_data",
+    "DashboardData",
     # files and HTML
     "save",
     "to_png",
