@@ -608,57 +608,55 @@ DASHBOARD_WINDOW = 2.0
 
 
 def contained(world: sandbox.World) -> Verdict:
-    """What the dashboard of a run with metrics (``production``, ``scenario(..., metrics=True)``) says of each
-    inventory outage longer than OUTAGE seconds, read from the scraped metrics with PromQL's ``rate`` and
-    ``histogram_quantile`` over DASHBOARD_WINDOW seconds, at each scrape from OPEN_WITHIN + DASHBOARD_WINDOW
-    seconds into the outage to its end: the checkout answers at least half the order rate (no pile-up), its
-    p99 latency stays within LATENCY_BOUND, its calls to inventory stay within PROBES_PER_SECOND, and a
-    ``circuit_breaker_state`` gauge shows a breaker open or half-open; and RECOVERY + DASHBOARD_WINDOW seconds
-    after the last outage healed, no 5xx. PASS: the outage is contained; FAIL says which panel shows otherwise;
-    UNKNOWN without metrics or without an outage.
+    """What the dashboard of a run with metrics (``production``, ``scenario(..., metrics=True)``) shows of each
+    inventory outage longer than OUTAGE seconds: its numbers (``sandbox.viz.dashboard_data``, rates over
+    DASHBOARD_WINDOW seconds) from OPEN_WITHIN + DASHBOARD_WINDOW seconds into the outage to its end say the
+    checkout answers at least half the order rate (no pile-up), its p99 latency stays within LATENCY_BOUND, its
+    calls to inventory stay within PROBES_PER_SECOND, and its ``circuit_breaker_state`` gauge shows a breaker
+    open or half-open; and from RECOVERY + DASHBOARD_WINDOW seconds after the last outage healed, no 5xx.
+    PASS: the outage is contained; FAIL says which panel shows otherwise; UNKNOWN without metrics or outage.
     """
     import math
-    import re
+
+    from sandbox.viz import dashboard_data
 
     name = "contained(dashboard)"
-    m = world.metrics
-    if m is None:
+    if world.metrics is None:
         return Verdict.unknown(name, "this world recorded no metrics: build it with metrics=True")
     outages = [(a, b) for a, b in _inventory_windows(world) if b - a > OUTAGE]
     if not outages:
         return Verdict.unknown(name, f"inventory was never down for more than {OUTAGE:g} s")
-    w = DASHBOARD_WINDOW
+    d = dashboard_data(world, SERVICE, window=DASHBOARD_WINDOW)
+    def total(curves: list[tuple[float, ...]]) -> tuple[float, ...]:  # a curve without a value there: nothing
+        return tuple(sum(0.0 if math.isnan(x) else x for x in v) for v in zip(*curves)) or (0.0,) * len(d.times)
+
+    answered = total(list(d.requests.values()))
+    calls = total([c for (callee, _o), c in d.calls.items() if callee == INVENTORY])
     problems: list[tuple[str, Any]] = []
-    has_gauge = "circuit_breaker_state" in m.names()
     for a, b in outages:
-        scrapes = [t for t in m.scrape_times if a + OPEN_WITHIN + w <= t <= b]
-        opened = False
-        for t in scrapes:
-            answered = sum(x.value for x in m.rate("http_server_requests_total", w, t, service=SERVICE))
-            if answered < RATE / 2:
-                problems.append((f"t={t:g}: the checkout answered {answered:.0f} requests/s, under half the "
-                                 f"{RATE} orders/s: requests pile up (panel 'requests / s', 'in flight')", t))
-            p99 = [x.value for x in m.quantile(0.99, "http_server_request_duration_seconds", w, t, service=SERVICE)]
-            if p99 and not math.isnan(p99[0]) and p99[0] > LATENCY_BOUND:
-                problems.append((f"t={t:g}: p99 latency {p99[0]:.2f} s, above {LATENCY_BOUND:g} s (panel "
-                                 f"'latency')", t))
-            calls = sum(x.value for x in m.rate("http_client_requests_total", w, t, service=SERVICE,
-                                                 callee=INVENTORY))
-            if calls > PROBES_PER_SECOND:
-                problems.append((f"t={t:g}: {calls:.0f} calls/s to inventory, above {PROBES_PER_SECOND} probes/s "
-                                 f"(panel 'calls made')", t))
-            if has_gauge and any(x.value >= 1 for x in m.select("circuit_breaker_state", t, service=SERVICE)):
-                opened = True
-        if scrapes and not opened:
+        begin = a + OPEN_WITHIN + DASHBOARD_WINDOW
+        low = [v for v in d.between(answered, begin, b) if v < RATE / 2]
+        if low:
+            problems.append((f"inventory down t={a:.3f}..{b:.3f}: the checkout answered as few as {min(low):.0f} "
+                             f"requests/s, under half the {RATE} orders/s: requests pile up (panels 'requests / "
+                             f"s' and 'in flight')", a))
+        slow = [v for v in d.between(d.latency["p99"], begin, b) if v > LATENCY_BOUND]
+        if slow:
+            problems.append((f"inventory down t={a:.3f}..{b:.3f}: p99 latency up to {max(slow):.2f} s, above "
+                             f"{LATENCY_BOUND:g} s (panel 'latency')", a))
+        busy = [v for v in d.between(calls, begin, b) if v > PROBES_PER_SECOND]
+        if busy:
+            problems.append((f"inventory down t={a:.3f}..{b:.3f}: up to {max(busy):.0f} calls/s to inventory, above "
+                             f"{PROBES_PER_SECOND} probes/s (panel 'calls made')", a))
+        states = [v for (dep, _r), c in d.breaker.items() if dep == INVENTORY for v in d.between(c, a, b)]
+        if not any(v >= 1 for v in states):
             problems.append((f"inventory down t={a:.3f}..{b:.3f}: no circuit_breaker_state gauge of the checkout "
                              f"showed a breaker open (panel 'circuit breaker')", a))
     healed = max(b for _a, b in outages)
-    for t in [t for t in m.scrape_times if t >= healed + RECOVERY + w]:
-        errors = sum(x.value for x in m.rate("http_server_requests_total", w, t, service=SERVICE,
-                                             status=re.compile("5..")))
-        if errors > 0:
-            problems.append((f"t={t:g}: still {errors:.1f} 5xx answers/s, {t - healed:.1f} s after inventory came "
-                             f"back (panel 'error rate')", t))
+    errors = [v for v in d.between(d.requests["5xx"], healed + RECOVERY + DASHBOARD_WINDOW, d.times[-1]) if v > 0]
+    if errors:
+        problems.append((f"still up to {max(errors):.1f} 5xx answers/s from {RECOVERY + DASHBOARD_WINDOW:g} s after "
+                         f"inventory came back at t={healed:.3f} (panel 'error rate')", healed))
     return _verdict(name, problems, f"{len(outages)} outage(s) contained on the dashboard: answers kept flowing "
                                     f"within {LATENCY_BOUND:g} s, calls fell to probes, the breaker opened, and "
                                     f"the errors stopped after inventory came back")
