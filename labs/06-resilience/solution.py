@@ -77,7 +77,7 @@ class Breaker:
         self.outcomes: list[tuple[float, bool]] = []
         gauge.labels(name).set(0)
 
-    def _move(self, to: str) -> None:
+    def move(self, to: str) -> None:
         sandbox.event("breaker", name=self.name, before=self.state, after=to)
         self.state = to
         self.gauge.labels(self.name).set(self.STATES[to])
@@ -88,7 +88,7 @@ class Breaker:
     def allow(self) -> tuple[bool, bool]:
         """(may call, is the probe)."""
         if self.state == "open" and time.monotonic() - self.opened_at >= OPEN_FOR:
-            self._move("half_open")
+            self.move("half_open")
         if self.state == "closed":
             return True, False
         if self.state == "half_open" and not self.probing:
@@ -103,10 +103,10 @@ class Breaker:
             if self.state == "half_open":
                 if ok:
                     self.outcomes = []
-                    self._move("closed")
+                    self.move("closed")
                 else:
                     self.opened_at = now
-                    self._move("open")
+                    self.move("open")
             return
         if self.state != "closed":
             return  # a call sent before the breaker opened: its answer changes nothing now
@@ -114,7 +114,7 @@ class Breaker:
         failed = sum(1 for _t, o in self.outcomes if not o)
         if len(self.outcomes) >= MIN_CALLS and failed >= FAILURE_RATE * len(self.outcomes):
             self.opened_at = now
-            self._move("open")
+            self.move("open")
 
 
 class Checkout:
