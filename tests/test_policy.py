@@ -142,3 +142,12 @@ def test_a_learner_meets_the_rule_while_working_not_first_in_their_grade():
     with warnings.catch_warnings(), pytest.raises(AssertionError, match="Refused, as grading will refuse it"):
         warnings.simplefilter("ignore")
         grade(namespace["create_app"])
+
+
+def test_a_service_may_record_its_own_metrics_with_prometheus_client():
+    """Lab 06 asks for a circuit_breaker_state gauge: prometheus_client is allowed, its private parts are not."""
+    cell = ("from prometheus_client import Counter, Gauge\n\ndef create_app():\n"
+            "    return Gauge('circuit_breaker_state', 'state', ['dependency'])\n")
+    assert check(cell) is None
+    refused = check("from prometheus_client import _sliding\n")
+    assert refused is not None and "_sliding" in refused
