@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pytest
 
 import sandbox
 from autograder import seed_bank
+from autograder.labs import load_module
 from sandbox.checkers import Outcome
 from sandbox.explore import Counterexample, Passed, explore
 from sandbox.faults import (
@@ -29,15 +28,7 @@ INVARIANTS = {"CP": ("linearizable", "majority_available", "no_lost_writes"),
               "AP": ("available", "counted_once", "converged")}
 
 
-def _load_lab():
-    spec = importlib.util.spec_from_file_location("chaos_dojo_labs.lab01.lab", LAB_DIR / "lab.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lab = _load_lab()
+lab = load_module(LAB_DIR, "lab", "chaos_dojo_labs.lab01")
 MUTANTS = lab.mutants()
 ALTERNATIVES = lab.alternatives()
 CORRECT = (*SOLUTIONS, *ALTERNATIVES)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from autograder import seed_bank
+from autograder.labs import load_module
 from sandbox.checkers import Outcome
 from sandbox.explore import Counterexample, Passed, explore
 from sandbox.history import History
@@ -19,16 +18,7 @@ from sandbox.history import History
 LAB_DIR = Path(__file__).resolve().parent.parent / "labs" / "02-idempotency"
 INVARIANTS = ("exactly_once", "no_double_charge", "idempotency_semantics")
 
-
-def _load_lab():
-    spec = importlib.util.spec_from_file_location("chaos_dojo_labs.lab02.lab", LAB_DIR / "lab.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lab = _load_lab()
+lab = load_module(LAB_DIR, "lab", "chaos_dojo_labs.lab02")
 MUTANTS = lab.mutants()
 ALTERNATIVES = lab.alternatives()
 CORRECT = ["solution", *ALTERNATIVES]

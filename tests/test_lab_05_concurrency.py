@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
 from autograder import seed_bank
+from autograder.labs import load_module
 from sandbox.checkers import Outcome
 from sandbox.explore import Counterexample, Passed
 from sandbox.faults import Schedule
@@ -17,16 +16,7 @@ from sandbox.faults import Schedule
 LAB_DIR = Path(__file__).resolve().parent.parent / "labs" / "05-concurrency"
 INVARIANTS = ("stock_never_negative", "stock_conserved", "orders_backed_by_stock", "no_deadlock_left_unresolved")
 
-
-def _load_lab():
-    spec = importlib.util.spec_from_file_location("chaos_dojo_labs.lab05.lab", LAB_DIR / "lab.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lab = _load_lab()
+lab = load_module(LAB_DIR, "lab", "chaos_dojo_labs.lab05")
 MUTANTS = lab.mutants()
 ALTERNATIVES = lab.alternatives()
 CORRECT = ["solution", *ALTERNATIVES]
