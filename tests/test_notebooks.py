@@ -61,6 +61,19 @@ def test_notebook_is_stored_without_outputs(path: Path):
     assert not unnamed, f"{_id(path)}: cells {unnamed} have no id; nbformat.validator.normalize() gives them one"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_notebook_names_the_kernel_as_jupyterlab_does(path: Path):
+    """The stored kernelspec is the installed ipykernel's own, display name included: JupyterLab rewrites any other
+    on opening, and the notebook shows as modified before the learner has touched it."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    stored = nbformat.read(path, as_version=4).metadata.kernelspec
+    assert (stored.name, stored.display_name, stored.language) == ("python3", spec.display_name, spec.language), (
+        f"{_id(path)}: its kernelspec is {dict(stored)}; store name 'python3', display_name "
+        f"{spec.display_name!r}, language {spec.language!r}")
+
+
 @pytest.mark.parametrize("path", COURSE, ids=_id)
 def test_course_notebook_runs_top_to_bottom(path: Path):
     """Executing every cell in order on a fresh kernel raises no error."""
