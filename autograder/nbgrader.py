@@ -195,6 +195,12 @@ def release_preprocessors() -> list[type]:
     return [KeepGeneratedCode if p is ClearSolutions else p for p in default]
 
 
+#: The environment variable naming a shared nbgrader exchange (an absolute path to an existing folder).
+EXCHANGE_ENV = "CHAOS_DOJO_EXCHANGE"
+#: The environment variable naming the gradebook's database (a SQLAlchemy URL), when it is not nbgrader's SQLite file.
+GRADEBOOK_ENV = "CHAOS_DOJO_GRADEBOOK"
+
+
 def configure(c: Any, root: str) -> None:
     """Set nbgrader's config object ``c`` (in ``nbgrader_config.py``) up for the course rooted at ``root``."""
     c.CourseDirectory.course_id = "chaos-dojo"
@@ -211,7 +217,24 @@ def configure(c: Any, root: str) -> None:
     c.Execute.timeout = GRADE_CELL_TIMEOUT
     # The exchange (where nbgrader releases and collects in a shared JupyterHub) defaults to a system folder
     # that does not exist on a learner's machine: nbgrader's assignment list then logs "Unwritable directory,
-    # please contact your instructor" at every start of `dojo course`. A folder of the course's own instead.
+    # please contact your instructor" at every start of `dojo course`. A folder of the course's own instead; a room
+    # sharing one exchange (a JupyterHub's shared volume, course/INSTRUCTORS.md) names it in CHAOS_DOJO_EXCHANGE.
+    # The gradebook: nbgrader's SQLite file in the course's folder by default; a room graded on a hub keeps it in
+    # PostgreSQL (a SQLAlchemy URL, e.g. postgresql+psycopg://nbgrader@db:5432/gradebook; tests/test_gradebook.py).
+    gradebook = os.environ.get(GRADEBOOK_ENV, "").strip()
+    if gradebook:
+        if "://" not in gradebook:
+            raise ValueError(f"{GRADEBOOK_ENV}={gradebook!r} is not a database URL: give a SQLAlchemy URL such as "
+                             f"postgresql+psycopg://USER@HOST:5432/gradebook, or unset it for nbgrader's SQLite file")
+        c.CourseDirectory.db_url = gradebook
+    shared = os.environ.get(EXCHANGE_ENV, "").strip()
+    if shared:
+        if not os.path.isabs(shared) or not os.path.isdir(shared):
+            raise ValueError(f"{EXCHANGE_ENV}={shared!r} is not an existing folder's absolute path: create the shared "
+                             f"exchange first (mkdir -p it, writable by every learner), or unset {EXCHANGE_ENV} to use "
+                             f"the course's own folder {os.path.join(root, 'exchange')}")
+        c.Exchange.root = shared
+        return
     exchange = os.path.join(root, "exchange")
     os.makedirs(exchange, exist_ok=True)
     c.Exchange.root = exchange

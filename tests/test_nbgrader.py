@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,29 @@ def test_a_release_keeps_the_generated_code_and_leaves_the_solutions_out(tmp_pat
     assert cells[2].source == "def create_app():\n    return 'generated'  # the flaw"
     assert cells[3].metadata["editable"] is False and cells[3].metadata["deletable"] is False
     assert (course / "exchange").is_dir()  # the course's own exchange, not an unwritable system folder
+
+
+def test_a_room_shares_the_exchange_it_names(tmp_path, monkeypatch):
+    """CHAOS_DOJO_EXCHANGE points the course at a shared exchange (a hub's shared volume); a path that is not an
+    existing folder is refused with the value and what to do, not left for nbgrader to fail on later."""
+    from traitlets.config import Config
+
+    from autograder.nbgrader import configure
+
+    shared = tmp_path / "srv-exchange"
+    shared.mkdir()
+    monkeypatch.setenv("CHAOS_DOJO_EXCHANGE", str(shared))
+    c = Config()
+    configure(c, str(tmp_path / "course"))
+    assert c.Exchange.root == str(shared) and not (tmp_path / "course" / "exchange").exists()
+    for bad in ("relative/exchange", str(tmp_path / "missing")):
+        monkeypatch.setenv("CHAOS_DOJO_EXCHANGE", bad)
+        with pytest.raises(ValueError, match=re.escape(repr(bad)) + ".*mkdir -p"):
+            configure(Config(), str(tmp_path / "course"))
+    monkeypatch.delenv("CHAOS_DOJO_EXCHANGE")
+    c = Config()
+    configure(c, str(tmp_path / "course"))
+    assert c.Exchange.root == str(tmp_path / "course" / "exchange")
 
 
 @pytest.mark.parametrize("folder", LABS, ids=lambda p: p.name)
