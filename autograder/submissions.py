@@ -128,9 +128,12 @@ def grade_handed_in(handed_in: dict[str, str] | str, lab_dir: Path, lab: Any, *,
 
 
 def grade_command(paths: Sequence[Path], lab_name: str, out: Path, *, jobs: int, labs_root: Path,
-                  limits: Limits = DEFAULT_LIMITS, pictures: bool = True) -> int:
+                  limits: Limits = DEFAULT_LIMITS, pictures: bool = True, cluster: str | None = None) -> int:
     """``dojo grade``: grade every submission under ``paths`` for lab ``lab_name``; write ``out/<name>.json`` and
-    the feedback page ``out/<name>.html`` (with a picture per broken part unless ``pictures`` is false)."""
+    the feedback page ``out/<name>.html`` (with a picture per broken part unless ``pictures`` is false).
+
+    With ``cluster`` (a Dask scheduler's address), the submissions are graded on that cluster's workers instead of
+    here, ``jobs`` aside (see ``_on_cluster``); the results and pages are the same and are written here."""
     from .feedback import page
 
     lab_dir = labs_root / lab_name
@@ -149,19 +152,96 @@ def grade_command(paths: Sequence[Path], lab_name: str, out: Path, *, jobs: int,
     if secret is None:
         print(f"dojo grade: note: {GRADING_SECRET_ENV} is not set; grading on the public default hidden bank")
     out.mkdir(parents=True, exist_ok=True)
+    names = _names(found)
+
+    def write(notebook: Path, name: str, result: dict[str, Any]) -> None:
+        drawn = result.pop("pictures", {})
+        (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+        (out / f"{name}.html").write_text(page(result, drawn))
+        print(f"{notebook}: {result['points']:g}/{result['max_points']:g} "
+              + " ".join(f"{r['id']}={r['points']:g}" for r in result["parts"]))
+
+    if cluster is not None:
+        return _on_cluster(cluster, found, names, lab_dir, secret=secret, limits=limits, pictures=pictures,
+                           write=write)
 
     def one(notebook: Path) -> dict[str, Any]:
         return grade_notebook(notebook, lab_dir, lab, secret=secret, limits=limits, pictures=pictures)
 
-    names = _names(found)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each submission's work is its own process
         for notebook, name, result in zip(found, names, pool.map(one, found)):
-            drawn = result.pop("pictures", {})
-            (out / f"{name}.json").write_text(json.dumps(result, indent=1))
-            (out / f"{name}.html").write_text(page(result, drawn))
-            print(f"{notebook}: {result['points']:g}/{result['max_points']:g} "
-                  + " ".join(f"{r['id']}={r['points']:g}" for r in result["parts"]))
+            write(notebook, name, result)
     return 0
+
+
+#: Seconds ``dojo grade --cluster`` waits to reach the scheduler.
+CLUSTER_CONNECT_TIMEOUT = 20.0
+
+
+def _on_cluster(address: str, found: Sequence[Path], names: Sequence[str], lab_dir: Path, *, secret: str | None,
+                limits: Limits, pictures: bool, write: Any) -> int:
+    """Grade ``found`` on the Dask cluster at ``address``: one task per submission, run by ``grade_on_worker``.
+
+    The notebooks are read here, as data, and only their graded cells travel; each worker loads the lab from the
+    same path (workers run the course's environment: the same checkout or image, bubblewrap included), grades in
+    its own isolated processes as ``dojo grade`` does here, and sends back the result. The grading secret travels
+    with each task, so the cluster must be the grader's own (a ``tls://`` address across a network you do not
+    trust). The cluster spreads the work; Dask is the engine, nothing here schedules.
+    """
+    try:
+        from distributed import Client
+    except ImportError:
+        print("dojo grade: error: --cluster needs Dask's distributed package, which is not installed here: "
+              "pip install 'chaos-dojo[cluster]' (and run the cluster's workers in the course's environment)")
+        return 2
+    try:
+        client = Client(address, timeout=CLUSTER_CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        print(f"dojo grade: error: cannot reach a Dask scheduler at {address!r} ({type(exc).__name__}: "
+              f"{str(exc)[:200]}); start one (`dask scheduler`, then `dask worker ADDRESS` on each machine, in the "
+              f"course's environment), or grade on this machine without --cluster")
+        return 2
+    with client:
+        handed_in = []
+        for notebook in found:
+            try:
+                handed_in.append(cells(notebook))
+            except (OSError, ValueError) as exc:
+                handed_in.append(str(exc))
+        futures = client.map(grade_on_worker, handed_in, [str(n) for n in found], key=[f"grade-{n}" for n in names],
+                             lab_dir=str(lab_dir), secret=secret, limits=limits, pictures=pictures, pure=False)
+        for notebook, name, future in zip(found, names, futures):
+            try:
+                result = future.result()
+            except Exception as exc:  # the worker's error, re-raised here by Dask: no grade can be trusted
+                print(f"dojo grade: error: the cluster could not grade {notebook}: {type(exc).__name__}: "
+                      f"{str(exc)[:300]}")
+                client.cancel(futures)
+                return 2
+            write(notebook, name, result)
+    return 0
+
+
+def grade_on_worker(handed_in: dict[str, str] | str, submission: str, *, lab_dir: str, secret: str | None,
+                    limits: Limits, pictures: bool) -> dict[str, Any]:
+    """One submission's result, computed on a cluster's worker (``dojo grade --cluster``): ``grade_handed_in``
+    with the lab loaded in the worker's process from ``lab_dir``, which must hold the course there too."""
+    if not (Path(lab_dir) / "lab.py").is_file():
+        raise FileNotFoundError(f"this worker has no lab at {lab_dir}: run the cluster's workers where the course "
+                                f"lies at the same path as on the machine running dojo grade (the same image)")
+    return grade_handed_in(handed_in, Path(lab_dir), _lab(lab_dir), secret=secret, submission=submission,
+                           limits=limits, pictures=pictures)
+
+
+_LABS: dict[str, Any] = {}
+
+
+def _lab(lab_dir: str) -> Any:
+    """The lab's module, loaded once per worker process."""
+    if lab_dir not in _LABS:
+        name = Path(lab_dir).name
+        _LABS[lab_dir] = load_module(Path(lab_dir), "lab", f"chaos_dojo_grading.{name.replace('-', '_')}")
+    return _LABS[lab_dir]
 
 
 def _names(found: Sequence[Path]) -> list[str]:

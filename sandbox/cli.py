@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="MiB of memory each of its processes may map (default 3072)")
     grade.add_argument("--no-pictures", dest="pictures", action="store_false",
                        help="feedback pages without the counterexample pictures (faster)")
+    grade.add_argument("--cluster", metavar="ADDRESS", default=None,
+                       help="grade on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786; "
+                       "its workers run the course's environment) instead of here; --jobs is then the cluster's")
 
     course = commands.add_parser(
         "course",
@@ -210,7 +213,7 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"dojo grade: error: {exc}", file=sys.stderr)
         return 2
     return grade_command(args.submissions, args.lab, args.out, jobs=args.jobs, labs_root=root / "labs",
-                         limits=limits, pictures=args.pictures)
+                         limits=limits, pictures=args.pictures, cluster=args.cluster)
 
 
 def _unknown(command: str, what: str, name: str, known: Sequence[str]) -> int:
