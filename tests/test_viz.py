@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from xml.etree import ElementTree
 
 import pytest
@@ -444,11 +446,53 @@ def test_stepper_moves_through_the_run_and_shows_the_state():
     panel = viz.stepper(world)
     first = panel.view.value
     assert panel.time == 0.0 and "t = 0.0000 s" in first
+    assert (panel.slider.min, panel.slider.value) == (1, 1) and f"moment 1 of {len(panel.times)}" in first
     panel.next.click()
-    assert panel.slider.value == 1 and panel.time == panel.times[1] > 0.0
-    panel.slider.value = panel.times.index(0.3)
+    assert panel.slider.value == 2 and panel.time == panel.times[1] > 0.0
+    assert f"moment 2 of {len(panel.times)}" in panel.view.value  # the heading counts as the slider does
+    panel.slider.value = panel.times.index(0.3) + 1
     assert panel.state.nodes["api-0"].status == "down"
     assert "kill api-0" in panel.view.value and panel.view.value != first
+    panel.slider.value = panel.slider.max
+    panel.next.click()
+    assert panel.slider.value == len(panel.times) and panel.time == panel.times[-1]
+
+
+def test_the_last_events_read_as_sentences():
+    """The stepper's "Last events" say who sent what to whom, with times to the millisecond: no message ids, raw
+    delays or tuples, and nothing cut mid-word."""
+    world = world_with()
+    world.add_client("amy", calls("http://api/ping"))
+    at(world, 0.6, lambda: world.crash("api"))
+    world.run(until=1)
+    panel = viz.stepper(world)
+    panel.slider.value = panel.slider.max
+    events = re.findall(r"<td style='[^']*'>([^<]*)</td>", panel.view.value.split("Last events")[1])
+    sentences = [html.unescape(x) for x in events[1::2]]
+    assert "amy sends GET /ping to api-0" in sentences and "api-0 sends 200 to amy" in sentences
+    assert "api-0 starts serving GET /ping for amy" in sentences
+    assert "api-0 answers amy: 200" in sentences and "api-0 crashes" in sentences
+    assert all(t.endswith(" s") and len(t.split(".")[1]) == 5 for t in events[0::2])  # "0.250 s"
+    assert not any("net.send" in x or "0.00134" in x for x in sentences)
+
+
+def test_describe_shortens_long_values_at_a_word_boundary():
+    from sandbox.viz._events import WIDTH, describe
+
+    long = " ".join(["inventory"] * 40)
+    text = describe((1.0, "event", "checkout-0", "breaker", (("why", long),)))
+    assert text.startswith("checkout-0: breaker (why=inventory inventory") and text.endswith("…)")
+    assert "invent …" not in text and "inventor …" not in text
+    unknown = describe((1.0, "made.up", "x", {"note": long}))
+    assert unknown.startswith("made.up x {'note': 'inventory") and len(unknown) <= WIDTH
+    assert describe((0.5, "fault.start", 2, "NetworkChaos", "partition", "partition a | b")) == (
+        "fault 2. starts: partition a | b")
+    labels = {("http", 7): "POST /orders", ("http.reply", 7): "201"}
+    assert describe((0.5, "net.send", "a", "b", "http", 7, 0.001), labels) == "a sends POST /orders to b"
+    assert describe((0.6, "net.send", "b", "a", "http.reply", 7, 0.001), labels) == "b sends 201 to a"
+    assert describe((0.9, "rpc.timeout", "a", 7, 0.25), labels) == (
+        "a gives up waiting for the answer to POST /orders after 0.25 s")
+    assert describe((0.5, "net.send", "a", "b", "http", 7, 0.001)) == "a sends http to b"
 
 
 def test_stepper_jumps_to_the_next_trouble():
