@@ -125,3 +125,12 @@ def test_no_replica_fails_even_under_a_running_event_loop():
 
     for world in asyncio.run(inside_a_loop()):
         assert not world.errors, world.errors[0]
+
+
+def test_the_widget_tables_space_their_columns():
+    """JupyterLab gives a widget's table no cell padding: every header and cell of the panel brings its own."""
+    import re
+
+    panel = cap._panel_html(cap.simulate(cap.DESIGNS[0], partition=True, seed=1))
+    cells = re.findall(r"<t[hd] style='([^']*)'>", panel)
+    assert len(cells) == 12 and all("padding:3px 12px" in style for style in cells)

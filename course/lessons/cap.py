@@ -41,6 +41,8 @@ from pydantic import BaseModel
 import sandbox
 from sandbox.faults import Partition, Schedule
 
+from . import html_table
+
 SERVICE = "likes"
 REPLICAS = ("likes-0", "likes-1", "likes-2")
 PRIMARY = "likes-0"
@@ -500,14 +502,13 @@ def png(fig: Figure) -> bytes:
 
 def _panel_html(run: Run) -> str:
     s = run.per_side()
-    rows = "".join(
-        f"<tr><td>{side}</td><td>{s[side]['answered']}</td><td>{s[side]['refused']}</td>"
-        f"<td>{s[side]['stale reads']}</td></tr>" for side in ("majority", "minority"))
+    table = html_table(["side", "answered", "refused", "stale reads"],
+                       [[side, str(s[side]["answered"]), str(s[side]["refused"]), str(s[side]["stale reads"])]
+                        for side in ("majority", "minority")])
     final = ", ".join(f"{r}: <b>{run.final[r]}</b>" for r in REPLICAS)
     ok = "all agree on the truth" if run.lost == 0 else f"<span style='color:#c92a2a'>off by up to {run.lost}</span>"
     return (f"<h4 style='margin:4px 0'>{run.design}</h4>"
-            "<table style='border-collapse:collapse'><tr><th>side</th><th>answered</th><th>refused</th>"
-            f"<th>stale reads</th></tr>{rows}</table>"
+            f"{table}"
             f"<p style='margin:4px 0'>After the heal: {final} (acknowledged total <b>{run.final['truth']}</b>): {ok}</p>")
 
 

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 import sandbox
 
+from . import html_table
 from .idempotency import Picture, png
 
 SEED = 5
@@ -310,13 +311,10 @@ def contention_widget(seeds: tuple[int, ...] = (SEED, SEED + 1, SEED + 2)) -> An
 
     def redraw(_change: Any = None) -> None:
         image.value = _contention_png(rows.value, seed.value)
-        cells = "".join(
-            f"<tr><td>{n}</td>" + "".join(
-                f"<td>{b.throughput:.0f}/s, {b.conflicts} conflicts{', ' + str(b.busy) + ' busy' if b.busy else ''}</td>"
-                for b in (burst(name, n, seed.value, rows=rows.value) for name in CONTENDERS)) + "</tr>"
-            for n in BUYERS)
-        table.value = (f"<table><tr><th>buyers</th><th>{CONTENDERS[0]}</th><th>{CONTENDERS[1]}</th></tr>"
-                       f"{cells}</table>")
+        table.value = html_table(["buyers", *CONTENDERS], [
+            [str(n), *(f"{b.throughput:.0f}/s, {b.conflicts} conflicts{', ' + str(b.busy) + ' busy' if b.busy else ''}"
+                       for b in (burst(name, n, seed.value, rows=rows.value) for name in CONTENDERS))]
+            for n in BUYERS])
 
     rows.observe(redraw, "value")
     seed.observe(redraw, "value")
