@@ -458,6 +458,26 @@ def test_stepper_moves_through_the_run_and_shows_the_state():
     assert panel.slider.value == len(panel.times) and panel.time == panel.times[-1]
 
 
+def test_a_caller_giving_up_shows_as_an_orange_timeout_on_its_lifeline():
+    """The module's "case 3": the client stops waiting (rpc.timeout) while the reply is still on its way; the
+    diagram marks the moment on the client's lifeline, in the orange of an operation that cannot tell."""
+    world = world_with(latency=0.01)
+    world.add_client("amy", calls("http://api/slow", timeout=0.2))
+    world.run(until=1)
+    from sandbox.viz._run import read_run
+
+    assert [(round(t, 3), node, secs) for t, node, secs in read_run(world).timeouts] == [(0.2, "amy", 0.2)]
+    fig = viz.sequence_diagram(world)
+    ticks = [line for ax in fig.axes for line in ax.lines if (line.get_gid() or "").startswith("timeout:amy:")]
+    assert len(ticks) == 1 and to_hex(ticks[0].get_color()) == "#e67700"
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "timeout (0.2 s)" in texts
+    calm = world_with(latency=0.01)
+    calm.add_client("amy", calls("http://api/ping"))
+    calm.run(until=1)
+    assert not [t for ax in viz.sequence_diagram(calm).axes for t in ax.texts if t.get_text().startswith("timeout")]
+
+
 def test_the_last_events_read_as_sentences():
     """The stepper's "Last events" say who sent what to whom, with times to the millisecond: no message ids, raw
     delays or tuples, and nothing cut mid-word."""

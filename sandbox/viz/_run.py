@@ -143,6 +143,8 @@ class Run:
     records: dict[int, int]
     http_requests: list[tuple[float, str, str, int, str, str]]
     http_responses: list[tuple[float, str, int]]
+    #: Each time a caller gave up waiting (``rpc.timeout``): (t, the caller's node, its timeout in seconds).
+    timeouts: list[tuple[float, str, float]] = field(default_factory=list)
     _by_src: dict[str, list[int]] = field(default_factory=dict)
     _by_id: dict[int, list[int]] = field(default_factory=dict)
     _children: dict[int, list[int]] = field(default_factory=dict)
@@ -241,6 +243,7 @@ def _read(world: World, log: list[tuple]) -> Run:
     open_partitions: list[FaultWindow] = []
     fault_starts: list[float] = []
     timeouts: dict[tuple[str, float], list[int]] = {}
+    gave_up: dict[tuple[str, float], tuple] = {}
     for entry in log:
         t, kind = entry[0], entry[1]
         if kind in ("net.send", "net.duplicate"):
@@ -270,6 +273,7 @@ def _read(world: World, log: list[tuple]) -> Run:
             delivered_records[(t, member)] = delivered_records.get((t, member), 0) + 1
         elif kind == "rpc.timeout":
             timeouts.setdefault((entry[2], t), []).append(entry[3])
+            gave_up[(entry[2], t)] = entry
         elif kind in _AFTER:
             life.setdefault(entry[2], []).append((t, kind))
         elif kind == "fault.start":
@@ -323,7 +327,9 @@ def _read(world: World, log: list[tuple]) -> Run:
     return Run(
         world=world, end=world.now, messages=messages, faults=faults, life=life, order=node_order(world),
         times=[entry[0] for entry in log], idle_polls=idle, records=records,
-        http_requests=http_requests, http_responses=http_responses, _by_src=by_src, _by_id=by_id,
+        http_requests=http_requests, http_responses=http_responses,
+        timeouts=sorted((t, node, float(entry[4]) if len(entry) > 4 else 0.0) for (node, t), entry in gave_up.items()),
+        _by_src=by_src, _by_id=by_id,
         _children=children,
     )
 

@@ -107,6 +107,8 @@ class SequenceScene:
     start: float
     end: float
     notes: list[str] = field(default_factory=list)
+    #: Callers giving up (``Run.timeouts``) inside the window, on a shown lifeline: (t, node, seconds).
+    timeouts: list[tuple[float, str, float]] = field(default_factory=list)
 
     @property
     def unit_in(self) -> float:
@@ -191,9 +193,11 @@ def sequence_scene(
     times += [t for invoke, done in pairs for t in (invoke.time, done.time if done else end) if start <= t <= end]
     times += [t for t, _, _ in life] + [t for t in marked.times if start <= t <= end]
     times += [t for w in faults for t in (w.start, w.until(run.end)) if start <= t <= end]
+    gave_up = [(t, node, secs) for t, node, secs in run.timeouts if start <= t <= end and node in order]
+    times += [t for t, _, _ in gave_up]
     return SequenceScene(
         run, {name: x for x, name in enumerate(order)}, chosen, pairs, faults, life, marked, TimeAxis(times),
-        start, end, notes,
+        start, end, notes, gave_up,
     )
 
 
@@ -271,6 +275,16 @@ def draw_sequence(ax: Axes, scene: SequenceScene, *, fault_labels: bool = True) 
         placer.claim(x + 0.18, y, _LIFE_TEXT[what], style.FONT_SMALL, "left", force=True)
         ax.text(x + 0.18, y, _LIFE_TEXT[what], color=_LIFE_COLOR[what], fontsize=style.FONT_SMALL, ha="left",
                 va="center", fontweight="bold", zorder=6, gid=f"life:{node}:{what}")
+
+    # callers giving up: an orange tick on the caller's lifeline (the reply may still come, too late)
+    for t, node, secs in scene.timeouts:
+        x, y = lanes[node], T(t)
+        ax.plot([x - 0.12, x + 0.12], [y, y], color=style.OP_COLORS["info"], lw=2.5, zorder=4,
+                solid_capstyle="butt", gid=f"timeout:{node}:{t:.6f}")
+        text = f"timeout ({secs:g} s)" if secs else "timeout"
+        if placer.claim(x + 0.16, y, text, style.FONT_SMALL, "left"):
+            ax.text(x + 0.16, y, text, color=style.OP_COLORS["info"], fontsize=style.FONT_SMALL, ha="left",
+                    va="center", fontweight="bold", zorder=6)
 
     # client operations, as activation bars
     marked_ops = {invoke.index for invoke, _ in marked.pairs}
@@ -411,13 +425,20 @@ def inches(fig: Figure, left: float, bottom: float, width: float, height: float)
     return (left / fw, bottom / fh, width / fw, height / fh)
 
 
+#: DejaVu Sans's mean character width, in ems (measured over the labels a diagram writes).
+_CHAR_WIDTH = 0.6
+
+
 def title_block(fig: Figure, title: str, notes: list[str]) -> None:
     """The figure's title and its notes (what was left out), at the top left."""
     height = fig.get_size_inches()[1]
     fig.text(0.12 / fig.get_size_inches()[0], 1 - 0.12 / height, title, fontsize=style.FONT_TITLE,
              fontweight="bold", va="top", ha="left")
     if notes:
-        fig.text(0.12 / fig.get_size_inches()[0], 1 - 0.42 / height, " · ".join(notes), fontsize=style.FONT_SMALL,
+        # One line across the figure, shortened at a word boundary: the full text is printed with the figure.
+        fits = int((fig.get_size_inches()[0] - 0.24) * 72 / (style.FONT_SMALL * _CHAR_WIDTH))
+        line = textwrap.shorten(" · ".join(notes), width=max(fits, 20), placeholder=" …")
+        fig.text(0.12 / fig.get_size_inches()[0], 1 - 0.42 / height, line, fontsize=style.FONT_SMALL,
                  color="#495057", va="top", ha="left")
 
 
@@ -440,8 +461,10 @@ def sequence_diagram(
     request says its method and path, a reply its status. A dropped message ends
     in a red X with the reason ("partition", "loss", "down"); a copy the network
     duplicated is dashed and says "dup". A client's operations are bars on its
-    lifeline, green (ok), red (fail) or orange (info: it cannot tell). A node's
-    lifeline is dashed while it is down and dotted orange while it is paused;
+    lifeline, green (ok), red (fail) or orange (info: it cannot tell); an orange
+    tick says "timeout" where a caller gave up waiting for a reply (which may
+    still come, too late). A node's lifeline is dashed while it is down and
+    dotted orange while it is paused;
     faults and partitions are shaded behind, strongest on the nodes they touch.
 
     Time is shortened where nothing happens (the margin says how long each idle
