@@ -703,3 +703,25 @@ def test_a_world_that_was_drawn_is_freed_when_dropped():
     del world
     gc.collect()
     assert ref() is None
+
+
+def test_a_highlighted_story_keeps_its_own_nodes_and_fits_a_notebook():
+    """With more lifelines than a notebook shows at full size, a highlighted diagram keeps the nodes of its story
+    (saying how many it left out, and which), and narrows its lanes so that its text is shown at its own size."""
+    from sandbox.viz._sequence import FIT_IN, LANE_IN, MIN_LANE_IN, sequence_scene
+
+    world = world_with(replicas=4, latency=0.01)
+    world.add_client("amy", calls("http://api/items/a", method="put"))
+    for i, name in enumerate(("bob", "cy", "dee", "eve")):
+        world.add_client(name, calls(*["http://api/items/b"] * 3, method="put"), start=0.001 * i)
+    world.run(until=2)
+    amys = [op for op in world.history if op.process == "amy"]
+    whole = sequence_scene(world)
+    story = sequence_scene(world, highlight=amys)
+    assert len(whole.lanes) > 6 and "amy" in story.lanes and "bob" not in story.lanes
+    assert len(story.lanes) < len(whole.lanes)
+    assert any(n.startswith(f"{len(whole.lanes) - len(story.lanes)} nodes outside the highlighted story") for n in story.notes)
+    fig = viz.counterexample_figure(world, highlight=amys)
+    assert fig.get_size_inches()[0] <= FIT_IN + 1e-6
+    whole.fit(3.0)
+    assert MIN_LANE_IN <= whole.lane_in < LANE_IN

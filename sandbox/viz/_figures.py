@@ -60,9 +60,10 @@ def counterexample_figure(world: World, *, highlight: Any = None, max_messages: 
         InvalidParameterError: a bad highlight item.
     """
     scene = sequence_scene(world, highlight=highlight, max_messages=max_messages)
-    width, height = scene.plot_size()
     columns = max(len(timeline_rows(scene.run, scene.axis.start, scene.axis.end)), 1)
     column_w = 0.55 * columns + 0.1
+    scene.fit(LEFT_IN + 0.3 + column_w + 0.3)
+    width, height = scene.plot_size()
     spans = world.spans()
     trace = pick_trace(spans, world=world, highlight=highlight) if spans else None
     rows = span_rows(spans, trace) if trace is not None else []

@@ -26,7 +26,13 @@ if TYPE_CHECKING:
     from ..world import World
 
 _EPOCH_SUFFIX = re.compile(r"#\d+$")
-LANE_IN = 1.2  # inches between lifelines
+LANE_IN = 1.2  # inches between lifelines, at most
+MIN_LANE_IN = 0.75  # ... and at least, when a diagram is narrowed to fit a notebook
+#: The width a notebook shows a picture at without scaling it down (JupyterLab's output area, about 940 px, at the
+#: DPI pictures are written with): a diagram narrows its lanes to fit it, so its text shows at its own size.
+FIT_IN = 8.5
+#: More lifelines than this, and a diagram with a highlighted story shows the story's nodes only.
+STORY_LANES = 6
 UNIT_IN = 0.15  # inches per unit of the (shortened) time axis
 MAX_PLOT_IN = 60.0
 LEFT_IN, TOP_IN, BOTTOM_IN = 1.0, 1.2, 0.8
@@ -107,6 +113,8 @@ class SequenceScene:
     start: float
     end: float
     notes: list[str] = field(default_factory=list)
+    #: Inches between lifelines (``fit``).
+    lane_in: float = LANE_IN
     #: Callers giving up (``Run.timeouts``) inside the window, on a shown lifeline: (t, node, seconds).
     timeouts: list[tuple[float, str, float]] = field(default_factory=list)
 
@@ -116,7 +124,13 @@ class SequenceScene:
 
     def plot_size(self) -> tuple[float, float]:
         """Width and height in inches of the diagram's axes."""
-        return (max(len(self.lanes), 2) - 1 + 1.55) * LANE_IN, (self.axis.height + 1.5) * self.unit_in
+        return (max(len(self.lanes), 2) - 1 + 1.55) * self.lane_in, (self.axis.height + 1.5) * self.unit_in
+
+    def fit(self, around_in: float) -> None:
+        """Narrow the lanes (down to ``MIN_LANE_IN``) so that the diagram and ``around_in`` inches of margins and
+        columns around it fit in ``FIT_IN``: a notebook then shows it at its own size, text readable."""
+        lanes = max(len(self.lanes), 2) - 1 + 1.55
+        self.lane_in = max(MIN_LANE_IN, min(LANE_IN, (FIT_IN - around_in) / lanes))
 
     def title(self) -> str:
         seed = self.run.world.seed
@@ -188,6 +202,18 @@ def sequence_scene(
         if len(shown) < len(order):
             hidden = len(order) - len(shown)
             notes.append(f"{hidden} quiet node{'s' if hidden > 1 else ''} not shown")
+        # With a highlighted story, its own nodes only: the rest of the traffic is muted context that would
+        # spread the picture wider than a notebook shows it.
+        story = {m.src for i, m in chosen if i in marked.positions} | {m.dst for i, m in chosen if i in marked.positions}
+        story |= {_EPOCH_SUFFIX.sub("", invoke.process) for invoke, _ in marked.pairs}
+        if marked and story and len(shown) > STORY_LANES:
+            outside = [n for n in shown if n not in story]
+            shown = [n for n in shown if n in story]
+            notes.append(f"{len(outside)} node{'s' if len(outside) > 1 else ''} outside the highlighted story not "
+                         f"shown ({', '.join(outside[:4])}{', ...' if len(outside) > 4 else ''})")
+            chosen = [(i, m) for i, m in chosen if m.src in shown and m.dst in shown]
+            life = [(t, what, node) for t, what, node in life if node in shown]
+            pairs = [(invoke, done) for invoke, done in pairs if _EPOCH_SUFFIX.sub("", invoke.process) in shown]
         order = shown
     times = [start, end] + [t for _, m in chosen for t in (m.sent, m.ended) if t is not None]
     times += [t for invoke, done in pairs for t in (invoke.time, done.time if done else end) if start <= t <= end]
@@ -197,7 +223,7 @@ def sequence_scene(
     times += [t for t, _, _ in gave_up]
     return SequenceScene(
         run, {name: x for x, name in enumerate(order)}, chosen, pairs, faults, life, marked, TimeAxis(times),
-        start, end, notes, gave_up,
+        start, end, notes, timeouts=gave_up,
     )
 
 
@@ -232,7 +258,7 @@ def draw_sequence(ax: Axes, scene: SequenceScene, *, fault_labels: bool = True) 
     right = n - 1 + 0.55
     ax.set_xlim(-1.0, right)
     ax.set_ylim(bottom, top)
-    placer = _Placer(LANE_IN, scene.unit_in)
+    placer = _Placer(scene.lane_in, scene.unit_in)
 
     # faults, shaded behind everything
     label_y = -math.inf
@@ -383,7 +409,7 @@ def _axes_frame(ax: Axes, scene: SequenceScene) -> None:
     ax.set_xticklabels(names, fontsize=style.FONT)
     ax.tick_params(axis="x", length=0, top=True, labeltop=True, bottom=False,
                    labelbottom=scene.plot_size()[1] > 10, pad=6)
-    stagger = _staggered(names)
+    stagger = _staggered(names, scene.lane_in)
     for n, (tick, name) in enumerate(zip(ax.xaxis.get_major_ticks(), names)):
         if stagger and n % 2:
             tick.set_pad(24)
@@ -404,16 +430,17 @@ def _axes_frame(ax: Axes, scene: SequenceScene) -> None:
     ax.spines["left"].set_color("#adb5bd")
 
 
-def _staggered(names: list[str]) -> bool:
+def _staggered(names: list[str], lane_in: float = LANE_IN) -> bool:
     """True if the node names are too long to sit side by side between lifelines (so every other one is raised)."""
     longest = max((len(n) for n in names), default=1)
-    return longest * style.FONT * 0.6 / 72 > LANE_IN - 0.2
+    return longest * style.FONT * 0.6 / 72 > lane_in - 0.2
 
 
 def figure_for_sequence(scene: SequenceScene, *, extra_right: float = 0.0) -> tuple[Figure, Axes]:
-    """A figure sized for ``scene``'s diagram, and its axes."""
-    width, height = scene.plot_size()
+    """A figure sized for ``scene``'s diagram (its lanes narrowed to fit a notebook if need be), and its axes."""
     right = FAULT_LABELS_IN if scene.faults else 0.4
+    scene.fit(LEFT_IN + right + extra_right)
+    width, height = scene.plot_size()
     fig = Figure(figsize=(LEFT_IN + width + right + extra_right, TOP_IN + height + BOTTOM_IN))
     ax = fig.add_axes(inches(fig, LEFT_IN, BOTTOM_IN, width, height))
     return fig, ax
