@@ -95,7 +95,8 @@ def test_a_folder_without_lab_py_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("lab_name", "name"), [("01-cap", "solution_cp"), ("03-sagas", "solution"),
-                                                ("04-tracing", "solution"), ("05-concurrency", "solution")])
+                                                ("04-tracing", "solution"), ("05-concurrency", "solution"),
+                                                ("06-resilience", "solution")])
 def test_every_lab_runs_isolated_and_is_judged_alike(lab_name, name):
     """Each other lab's reference, one seed under its nemesis, isolated: the same verdicts as here. Lab 01 reports
     the CAP choice (CAP_CHOICE) and the primary the service declares, which its invariants take."""

@@ -374,7 +374,8 @@ def test_a_failing_grade_never_shows_a_hidden_seed():
     assert "1234567" not in text and "7654321" not in text and "1_234_567" not in text
 
 
-@pytest.mark.parametrize("lab_name", ["01-cap", "02-idempotency", "03-sagas", "04-tracing", "05-concurrency"])
+@pytest.mark.parametrize("lab_name", ["01-cap", "02-idempotency", "03-sagas", "04-tracing", "05-concurrency",
+                                      "06-resilience"])
 def test_each_labs_parts_are_its_notebooks_grade_cells(lab_name):
     """lab.PARTS (what a grader that does not run the notebook grades) names every grade cell of the lab's notebook,
     with the points nbgrader gives it, and what each cell checks: the names its lab.grade call passes (lab 01: the
