@@ -302,9 +302,10 @@ def rehome_failures(lab_dir: Path, lab: Any, service_source: str, results: list[
                     parts: Mapping[str, Sequence[str]], invariants: Sequence[Any], *,
                     limits: Limits = DEFAULT_LIMITS) -> list[PartResult]:
     """Each failed part with its failure shown again in a world the learner can replay: the failing run's faults
-    and workload on the first ``REHOME_SEEDS`` seeds of the visible bank, in one more isolated batch; the first
-    that breaks the same invariant gives the part its ``replay`` (seed and a line to paste after the service
-    cell). The hidden seed is never shown."""
+    and workload on the first ``REHOME_SEEDS`` seeds of the visible bank, in order; the first that breaks the same
+    invariant gives the part its ``replay`` (seed and a line to paste after the service cell). The hidden seed is
+    never shown. Two isolated batches at most: the first seed for every failed part (it reproduces most failures),
+    then the other seeds for the parts it did not."""
     import dataclasses
 
     from .labs import REHOME_SEEDS
@@ -314,25 +315,29 @@ def rehome_failures(lab_dir: Path, lab: Any, service_source: str, results: list[
     if not failed:
         return results
     seeds = seed_bank(lab.LAB, "visible", REHOME_SEEDS)
-    # parts that broke in the same run share its faults: each schedule is tried once
-    schedules = list(dict.fromkeys(repr(r.failed[0].schedule) for r in failed))
-    distinct = {repr(r.failed[0].schedule): r.failed[0].schedule for r in failed}
-    runs = [(seed, distinct[key], {}) for key in schedules for seed in seeds]
-    batch = run_submission(lab_dir, service_source, runs, limits=limits)
     found: dict[str, PartResult] = {}
-    for r in failed:
-        wanted = r.failed[1].invariant
-        replay: tuple[int | None, str, int] = (None, "", len(seeds))
-        i = schedules.index(repr(r.failed[0].schedule))
-        for run in batch.results[i * len(seeds): (i + 1) * len(seeds)]:
-            again = judge(r.part, parts[r.part], invariants, [run]) if run.evidence is not None else None
-            if again is not None and again.failed is not None and again.failed[1].invariant == wanted:
-                schedule = f", {run.schedule!r}" if len(run.schedule) else ""
-                head = "from sandbox.faults import *; " if len(run.schedule) else ""
-                replay = (run.seed, f"{head}lab.scenario(create_app).replay({run.seed}{schedule})", len(seeds))
-                break
-        found[r.part] = dataclasses.replace(r, replay=replay)
-    return [found.get(r.part, r) for r in results]
+    for tried in (seeds[:1], seeds[1:]):
+        pending = [r for r in failed if r.part not in found]
+        if not pending or not tried:
+            break
+        # parts that broke in the same run share its faults: each schedule is tried once
+        distinct = {repr(r.failed[0].schedule): r.failed[0].schedule for r in pending}
+        schedules = list(distinct)
+        batch = run_submission(lab_dir, service_source, [(seed, distinct[key], {}) for key in schedules
+                                                         for seed in tried], limits=limits)
+        for r in pending:
+            wanted = r.failed[1].invariant
+            i = schedules.index(repr(r.failed[0].schedule))
+            for run in batch.results[i * len(tried): (i + 1) * len(tried)]:
+                again = judge(r.part, parts[r.part], invariants, [run]) if run.evidence is not None else None
+                if again is not None and again.failed is not None and again.failed[1].invariant == wanted:
+                    schedule = f", {run.schedule!r}" if len(run.schedule) else ""
+                    head = "from sandbox.faults import *; " if len(run.schedule) else ""
+                    line = f"{head}lab.scenario(create_app).replay({run.seed}{schedule})"
+                    found[r.part] = dataclasses.replace(r, replay=(run.seed, line, len(seeds)))
+                    break
+    return [found.get(r.part, dataclasses.replace(r, replay=(None, "", len(seeds))) if r.failed is not None else r)
+            for r in results]
 
 
 def _judge_answer(lab: Any, part: str, seeds: Sequence[int], answers: Sequence[str]) -> PartResult:

@@ -408,7 +408,26 @@ def grader(check: Callable[..., Counterexample | Passed], *, lab: str) -> Callab
     (all if none), and prints a ``Graded`` summary (runs, faults, recovery paths; no seed), or raises
     AssertionError with the counterexample, shown under a seed of ``lab``'s visible bank (``must_pass``).
     It returns nothing (see ``grade_cell``).
+
+    The parts of one submission share one run of the hidden bank: the first grade cell checks every
+    invariant on every run (unshrunk), and while that passes, each part's verdict is read from it, for the
+    same code (the same cell text) and secret; only a part of code that broke something runs its own check,
+    as before (its first counterexample, shrunk). A lab of four parts runs its hidden bank once, not four times.
     """
+    shared: dict[tuple[Any, ...], Passed | None] = {}  # None: that code broke something (no world kept here)
+
+    def checked(create_app: Callable[[], Any], source: str | None, only: tuple[str, ...],
+                secret: str | None) -> Counterexample | Passed:
+        from .seeds import GRADING_SECRET_ENV
+
+        key = (source if source is not None else create_app, secret, os.environ.get(GRADING_SECRET_ENV))
+        if key not in shared:
+            whole = check(create_app, "hidden", secret=secret, shrink=False)
+            shared[key] = whole if isinstance(whole, Passed) else None
+        whole = shared[key]
+        if whole is not None:
+            return part_of(whole, only)
+        return check(create_app, "hidden", secret=secret, only=only)
 
     def grade(create_app: Callable[[], Any], *only: str, secret: str | None = None) -> str:
         from .policy import check as policy
@@ -417,13 +436,24 @@ def grader(check: Callable[..., Counterexample | Passed], *, lab: str) -> Callab
         refused = policy(source) if source is not None else None
         if refused is not None:
             raise AssertionError(f"Refused, as grading will refuse it: {refused}")
-        result = check(create_app, "hidden", secret=secret, only=only)
+        result = checked(create_app, source, only, secret)
         ok = isinstance(result, Passed) and result.ok
         passed = must_pass(result, public=() if ok else seed_bank(lab, "visible", REHOME_SEEDS))
         return repr(Graded(tuple(only), passed.runs, passed.faults, passed.recovery))
 
     grade.__doc__ = grader.__doc__
     return grade_cell(grade)
+
+
+def part_of(result: Passed, only: Sequence[str]) -> Passed:
+    """``result`` (every invariant, passed on every run) as the part that checks only the invariants named in
+    ``only`` saw it: the same runs, with only those invariants' undecided verdicts (all if ``only`` is empty)."""
+    import dataclasses
+
+    if not only:
+        return result
+    undecided = tuple((seed, v) for seed, v in result.undecided if v.invariant.split("(")[0] in only)
+    return dataclasses.replace(result, undecided=undecided)
 
 
 def check_bank(

@@ -95,7 +95,8 @@ def test_a_folder_without_lab_py_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("lab_name", "name"), [("01-cap", "solution_cp"), ("03-sagas", "solution"),
-                                                ("04-tracing", "solution"), ("05-concurrency", "solution")])
+                                                ("04-tracing", "solution"), ("05-concurrency", "solution"),
+                                                ("06-resilience", "solution")])
 def test_every_lab_runs_isolated_and_is_judged_alike(lab_name, name):
     """Each other lab's reference, one seed under its nemesis, isolated: the same verdicts as here. Lab 01 reports
     the CAP choice (CAP_CHOICE) and the primary the service declares, which its invariants take."""
@@ -147,6 +148,31 @@ def test_an_isolated_grade_gives_each_part_the_verdict_the_in_process_check_give
         assert all(p.ok for p in parts)
     else:
         assert not all(p.ok for p in parts)
+
+
+def test_a_failure_is_shown_again_on_the_first_visible_seed_before_the_others(monkeypatch):
+    """Rehoming a hidden failure runs the first visible seed alone under each failing run's faults, and the other
+    seeds only for the parts it did not reproduce: a failure the first seed reproduces costs one run, not eight; the
+    replay shown is still the first seed, in order, that breaks the same invariant."""
+    from autograder import grading
+    from autograder.labs import REHOME_SEEDS
+
+    sizes = []
+
+    def counted(lab_dir, source, runs, **kwargs):
+        sizes.append(len(list(runs)))
+        return run_submission(lab_dir, source, runs, **kwargs)
+
+    monkeypatch.setattr(grading, "run_submission", counted)
+    parts, _batch = grading.grade_service(LAB_DIR, lab, (LAB_DIR / "generated.py").read_text(), secret="rehome-test")
+    failed = [p for p in parts if p.failed is not None]
+    assert failed and all(p.replay is not None for p in failed)
+    seeds = seed_bank(lab.LAB, "visible", REHOME_SEEDS)
+    distinct = {repr(p.failed[0].schedule) for p in failed}
+    assert sizes[1] == len(distinct)
+    late = {repr(p.failed[0].schedule) for p in failed if p.replay[0] != seeds[0]}
+    assert sizes[2:] == ([len(late) * (REHOME_SEEDS - 1)] if late else [])
+    assert all(p.replay[0] in (*seeds, None) for p in failed)
 
 
 def test_lab_01_is_graded_on_what_the_service_declares():

@@ -157,3 +157,24 @@ def test_the_dashboard_shows_the_outage_contained_only_when_it_is():
     assert verdicts["solution"].outcome is Outcome.PASS, str(verdicts["solution"])
     assert lab.contained(lab.scenario(lab.load("solution").create_app).run(seed, lab.ADVERSARIAL[0]).world).outcome \
         is Outcome.UNKNOWN
+
+
+def test_the_metrics_to_watch_hold_for_the_fix_and_name_what_the_generated_code_never_shows():
+    """watch() names six metrics of the outage run, each with its panel and PromQL query: for the reference solution
+    every "sometimes" held, with the values its run showed; the generated code never opened a breaker, refused fast,
+    answered within the bound while inventory was down, or retried on a budget (its calls to inventory stalled while
+    nothing was answered: not probes), and only its orders after the outage went through."""
+    solution, generated = (lab.watch(lab.outage(lab.load(name).create_app)) for name in ("solution", "generated"))
+    assert [w.held for w in solution] == [True] * 6, "\n".join(map(str, solution))
+    assert [w.held for w in generated] == [False, False, False, False, False, True], "\n".join(map(str, generated))
+    assert [w.panel for w in solution][:4] == ["circuit breaker", "calls made", "requests / s by status", "latency"]
+    assert 'circuit_breaker_state{service="checkout", dependency="inventory"}' in solution[0].query
+    assert "first at t=" in solution[0].seen and "open" in solution[0].seen
+    assert "sets no circuit_breaker_state gauge" in generated[0].seen
+    assert str(solution[0]).startswith("ok sometimes: ") and str(generated[0]).startswith("-- sometimes: ")
+
+
+def test_watching_a_world_without_metrics_says_how_to_get_one():
+    """watch() of a world built without metrics raises ConfigError naming lab.outage."""
+    with pytest.raises(sandbox.ConfigError, match=r"no metrics.*lab\.outage\(create_app\)"):
+        lab.watch(lab.build_world(1, lab.load("solution").create_app))

@@ -133,16 +133,70 @@ def test_a_passing_grade_cell_shows_how_much_was_checked_but_no_seed(capsys):
     calls = []
     green = Passed(order_system.scenario, 34, (118_273_645, 2_047_118_000), (), 2.0, (20, 31), (("nodes restarted", 4),), ())
 
-    def check(create_app, bank, *, secret=None, only=()):
-        calls.append((bank, secret, only))
+    def check(create_app, bank, *, secret=None, shrink=True, only=()):
+        calls.append((bank, secret, shrink, only))
         return green
 
     grade = grader(check, lab="02-idempotency")
     assert grade(lambda: None, "no_double_charge", secret="s") is None  # a number would be partial credit
-    assert calls == [("hidden", "s", ("no_double_charge",))]
+    assert calls == [("hidden", "s", False, ())]
     assert capsys.readouterr().out == ("Passed: no_double_charge, on 34 runs of the hidden bank and adversarial "
                                        "schedules; 20 of 31 scheduled faults acted; recovery paths taken: nodes "
                                        "restarted 4\n")
+
+
+def test_the_parts_of_a_submission_share_one_run_of_the_hidden_bank(capsys):
+    """The first grade cell checks every invariant on the hidden bank; while that passes, the other parts of the same
+    code and secret read their verdicts from it (an undecided verdict fails only its own part); other code or another
+    secret runs the bank again."""
+    from autograder.labs import grader
+    from sandbox.checkers import Verdict
+
+    calls = []
+    undecided = ((7, Verdict.unknown("recovered(within=3.0)", "no order came late enough")),)
+    whole = Passed(order_system.scenario, 12, (7, 8), undecided, 1.0, (3, 4), (), ())
+
+    def check(create_app, bank, *, secret=None, shrink=True, only=()):
+        calls.append((secret, only))
+        return whole
+
+    grade = grader(check, lab="06-resilience")
+
+    def create_app():
+        return None
+
+    grade(create_app, "answered_gracefully", secret="s")
+    grade(create_app, "retry_amplification", secret="s")
+    with pytest.raises(AssertionError, match="1 of 12 runs of the hidden bank were undecided"):
+        grade(create_app, "outage_contained", "recovered", secret="s")
+    assert calls == [("s", ())]
+    grade(create_app, "answered_gracefully", secret="other")
+    assert calls == [("s", ()), ("other", ())]
+    assert capsys.readouterr().out.count("Passed: ") == 3
+
+
+def test_a_part_of_code_that_broke_something_runs_its_own_check():
+    """When the shared run of every invariant finds a counterexample, each part is checked on its own, as before, so
+    that a part the code passes still passes and a failing part shows its own (shrunk) counterexample."""
+    from autograder.labs import grader
+
+    broken = explore(order_system.scenario, [no_double_charge()], seeds=[0], schedules=order_system.nemesis,
+                     shrink=False)
+    green = Passed(order_system.scenario, 3, (1, 2, 3), (), 1.0)
+    calls = []
+
+    def check(create_app, bank, *, secret=None, shrink=True, only=()):
+        calls.append((shrink, only))
+        return broken if not only else green
+
+    grade = grader(check, lab="02-idempotency")
+
+    def create_app():
+        return None
+
+    grade(create_app, "exactly_once", secret="s")
+    grade(create_app, "stock_conserved", secret="s")
+    assert calls == [(False, ()), (True, ("exactly_once",)), (True, ("stock_conserved",))]
 
 
 def test_a_cell_failing_inside_a_task_group_names_the_error_inside():
@@ -320,7 +374,8 @@ def test_a_failing_grade_never_shows_a_hidden_seed():
     assert "1234567" not in text and "7654321" not in text and "1_234_567" not in text
 
 
-@pytest.mark.parametrize("lab_name", ["01-cap", "02-idempotency", "03-sagas", "04-tracing", "05-concurrency"])
+@pytest.mark.parametrize("lab_name", ["01-cap", "02-idempotency", "03-sagas", "04-tracing", "05-concurrency",
+                                      "06-resilience"])
 def test_each_labs_parts_are_its_notebooks_grade_cells(lab_name):
     """lab.PARTS (what a grader that does not run the notebook grades) names every grade cell of the lab's notebook,
     with the points nbgrader gives it, and what each cell checks: the names its lab.grade call passes (lab 01: the

@@ -607,6 +607,22 @@ def production(create_app: AppFactory, *, only: tuple[str, ...] = ("answered_gra
 DASHBOARD_WINDOW = 2.0
 
 
+def outage(create_app: AppFactory) -> sandbox.World:
+    """The world of the production run (the visible bank's first seed, inventory cut off from t=2 to t=7 by
+    ``ADVERSARIAL[0]``, metrics on), run to its end whether the service passes or not: the one the notebook's
+    dashboard, ``contained`` and ``watch`` read."""
+    from autograder.labs import seed_bank
+
+    return scenario(create_app, metrics=True).run(seed_bank(LAB, "visible", 1)[0], ADVERSARIAL[0]).world
+
+
+def _total(d: Any, curves: list[tuple[float, ...]]) -> tuple[float, ...]:
+    """The curves of a ``DashboardData`` added up, time by time; a curve without a value there counts as nothing."""
+    import math
+
+    return tuple(sum(0.0 if math.isnan(x) else x for x in v) for v in zip(*curves)) or (0.0,) * len(d.times)
+
+
 def contained(world: sandbox.World) -> Verdict:
     """What the dashboard of a run with metrics (``production``, ``scenario(..., metrics=True)``) shows of each
     inventory outage longer than OUTAGE seconds: its numbers (``sandbox.viz.dashboard_data``, rates over
@@ -616,8 +632,6 @@ def contained(world: sandbox.World) -> Verdict:
     open or half-open; and from RECOVERY + DASHBOARD_WINDOW seconds after the last outage healed, no 5xx.
     PASS: the outage is contained; FAIL says which panel shows otherwise; UNKNOWN without metrics or outage.
     """
-    import math
-
     from sandbox.viz import dashboard_data
 
     name = "contained(dashboard)"
@@ -627,11 +641,8 @@ def contained(world: sandbox.World) -> Verdict:
     if not outages:
         return Verdict.unknown(name, f"inventory was never down for more than {OUTAGE:g} s")
     d = dashboard_data(world, SERVICE, window=DASHBOARD_WINDOW)
-    def total(curves: list[tuple[float, ...]]) -> tuple[float, ...]:  # a curve without a value there: nothing
-        return tuple(sum(0.0 if math.isnan(x) else x for x in v) for v in zip(*curves)) or (0.0,) * len(d.times)
-
-    answered = total(list(d.requests.values()))
-    calls = total([c for (callee, _o), c in d.calls.items() if callee == INVENTORY])
+    answered = _total(d, list(d.requests.values()))
+    calls = _total(d, [c for (callee, _o), c in d.calls.items() if callee == INVENTORY])
     problems: list[tuple[str, Any]] = []
     for a, b in outages:
         begin = a + OPEN_WITHIN + DASHBOARD_WINDOW
@@ -662,13 +673,111 @@ def contained(world: sandbox.World) -> Verdict:
                                     f"the errors stopped after inventory came back")
 
 
+@dataclass(frozen=True)
+class Watched:
+    """One metric to watch on the dashboard: its ``panel``, the PromQL query behind it, what it should
+    ``sometimes`` show (``expect``), whether this run showed it (``held``), and what this run showed (``seen``)."""
+
+    panel: str
+    query: str
+    expect: str
+    held: bool
+    seen: str
+
+    def __str__(self) -> str:
+        return (f"{'ok' if self.held else '--'} sometimes: {self.expect}\n   panel '{self.panel}', query "
+                f"{self.query}\n   this run: {self.seen}")
+
+
+def watch(world: sandbox.World) -> list[Watched]:
+    """The metrics to watch while inventory is down, each a "sometimes" assertion on the dashboard's numbers
+    (``sandbox.viz.dashboard_data``, rates over DASHBOARD_WINDOW seconds) of a run with metrics (``outage``): a
+    breaker open, calls to inventory down to probes, orders refused fast (503), p99 back under LATENCY_BOUND
+    while inventory is still down, retries counted, and orders confirmed again after it came back. A "sometimes"
+    that never held is a path this run did not take: on its panel the fix is not visible yet.
+
+    Raises:
+        sandbox.ConfigError: the world recorded no metrics (build it with ``outage(create_app)``).
+    """
+    import math
+
+    from sandbox.metrics import BREAKER_STATE, BREAKER_STATES, RETRIES, sum_by
+    from sandbox.viz import dashboard_data
+
+    if world.metrics is None:
+        raise sandbox.ConfigError("this world recorded no metrics, so there is nothing to watch: run "
+                                  "lab.outage(create_app), or build it with lab.scenario(create_app, metrics=True)")
+    outages = [(a, b) for a, b in _inventory_windows(world) if b - a > OUTAGE]
+    if not outages:
+        raise sandbox.ConfigError(f"inventory was never down for more than {OUTAGE:g} s in this run: watch the "
+                                  f"run of lab.outage(create_app)")
+    a, b = outages[0]
+    d = dashboard_data(world, SERVICE, window=DASHBOARD_WINDOW)
+    w, selector = f"[{DASHBOARD_WINDOW:g}s]", f'service="{SERVICE}"'
+    settled = a + OPEN_WITHIN + DASHBOARD_WINDOW  # the rates' window lies wholly inside the outage from here
+
+    def item(panel: str, query: str, expect: str, curve: tuple[float, ...], start: float, end: float,
+             ok: Callable[[int], bool], show: Callable[[float], str], missing: str) -> Watched:
+        at = [i for i, t in enumerate(d.times) if start <= t <= end and not math.isnan(curve[i])]
+        if not at:
+            return Watched(panel, query, expect, False, f"no value from t={start:g} to t={end:g}: {missing}")
+        low, high = min(curve[i] for i in at), max(curve[i] for i in at)
+        seen = f"from {show(low)} to {show(high)} between t={start:g} and t={end:g}"
+        hit = next((i for i in at if ok(i)), None)
+        if hit is not None:
+            seen += f"; first at t={d.times[hit]:g} ({show(curve[hit])})"
+        return Watched(panel, query, expect, hit is not None, seen)
+
+    def rate(unit: str) -> Callable[[float], str]:
+        return lambda v: f"{v:.3g} {unit}"
+
+    names = {v: k.replace("_", "-") for k, v in BREAKER_STATES.items()}
+    states = [c for (dep, _r), c in sorted(d.breaker.items()) if dep == INVENTORY]
+    breaker = tuple(max((x for x in v if not math.isnan(x)), default=math.nan) for v in zip(*states)) \
+        if states else (math.nan,) * len(d.times)
+    calls = _total(d, [c for (callee, _o), c in d.calls.items() if callee == INVENTORY])
+    answered = _total(d, list(d.requests.values()))
+    m = world.metrics
+    retries = (m.range(lambda at: sum_by(m.rate(RETRIES, DASHBOARD_WINDOW, at, service=SERVICE,
+                                                 dependency=INVENTORY), ()))
+               if RETRIES in m.names() else [])
+    during = f"while inventory is down (t={a:g}..{b:g})"
+    nothing = "nothing was answered then"
+    return [
+        item("circuit breaker", f'max({BREAKER_STATE}{{{selector}, dependency="{INVENTORY}"}})',
+             f"the breaker on inventory opens (1) or half-opens (2) {during}", breaker, a, b,
+             lambda i: breaker[i] >= 1, lambda v: names.get(round(v), f"{v:g}"),
+             f"the service sets no {BREAKER_STATE} gauge"),
+        item("calls made", f'sum(rate(http_client_requests_total{{{selector}, callee="{INVENTORY}"}}{w}))',
+             f"calls to inventory fall to {PROBES_PER_SECOND}/s or fewer (probes) {OPEN_WITHIN:g} s into the "
+             f"outage, while the checkout still answers {RATE // 2} orders/s or more (panel 'requests / s')",
+             calls, settled, b, lambda i: calls[i] <= PROBES_PER_SECOND and answered[i] >= RATE / 2,
+             rate("calls/s"), "no call was made"),
+        item("requests / s by status", f'sum(rate(http_server_requests_total{{{selector}, status=~"5.."}}{w}))',
+             f"orders are refused fast (503 with Retry-After) {during}", d.requests["5xx"], a, b,
+             lambda i: d.requests["5xx"][i] > 0, rate("/s"), "no order was refused (or none answered)"),
+        item("latency", f"histogram_quantile(0.99, rate(http_server_request_duration_seconds_bucket{{{selector}}}{w}))",
+             f"p99 latency is back under {LATENCY_BOUND:g} s while inventory is still down", d.latency["p99"],
+             settled, b, lambda i: d.latency["p99"][i] <= LATENCY_BOUND, rate("s"), nothing),
+        item("(no panel: query it)", f'sum(rate({RETRIES}{{{selector}, dependency="{INVENTORY}"}}{w}))',
+             "the checkout retries a call to inventory now and then (and counts it on its retries counter)",
+             retries[0].values if retries else (math.nan,) * len(d.times), 0.0, d.times[-1],
+             lambda i: retries[0].values[i] > 0, rate("/s"), f"the service counts no {RETRIES}"),
+        item("requests / s by status", f'sum(rate(http_server_requests_total{{{selector}, status=~"2.."}}{w}))',
+             f"orders are confirmed again, {RATE // 2}/s or more, after inventory is back (t={b:g})",
+             d.requests["2xx"], b + DASHBOARD_WINDOW, d.times[-1], lambda i: d.requests["2xx"][i] >= RATE / 2,
+             rate("/s"), nothing),
+    ]
+
+
 #: What a grade cell runs: ``grade(create_app, *invariant_names)`` on the hidden bank.
 grade = grader(check, lab=LAB)
 
-#: The graded parts, by the grade cell's nbgrader id: the invariants each checks.
+#: The graded parts, by the grade cell's nbgrader id: the invariants each checks. Honest answers are graded with the
+#: answers' bound: the generated code answers late but never dishonestly, and a part it passed would give the code as
+#: handed out points.
 PARTS: dict[str, tuple[str, ...]] = {
-    "timeouts-and-deadline": ("answered_gracefully",),
+    "graceful-and-honest-answers": ("answered_gracefully", "refused_means_not_charged", "no_double_charge"),
     "retry-budget": ("retry_amplification",),
     "circuit-breaker": ("outage_contained", "breaker_transitions_legal", "recovered"),
-    "honest-answers": ("refused_means_not_charged", "no_double_charge"),
 }

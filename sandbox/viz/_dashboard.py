@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 _STATUS_CLASSES = (("2xx", "#2b8a3e"), ("4xx", "#f08c00"), ("5xx", "#c92a2a"))
 _OUTCOME_COLORS = {"timeout": "#c92a2a", "incomplete": "#e8590c"}
+#: A panel's legend: at most this many entries a row, in a band this share of the curves' range high per row.
+_LEGEND_COLUMNS = 3
+_LEGEND_BAND = 0.24
 
 
 def _total(vector: list[Any]) -> list[Any]:
@@ -179,7 +182,7 @@ def dashboard(world: World, service: str, *, window: float | None = None, start:
             ax.plot(times, d.requests[label], lw=1.5, color=color, label=label)
     _panel(ax, "requests / s by status", "req/s", any(has(c) for c in d.requests.values()))
     ax = axes[0, 1]
-    ax.plot(times, d.error_share, color="#c92a2a", lw=1.6, label="5xx share")
+    ax.plot(times, d.error_share, color="#c92a2a", lw=1.6)  # one curve, named by its title: no legend
     ax.set_ylim(-2, 102)
     _panel(ax, "error rate (5xx / all answers)", "%", has(d.error_share))
     ax = axes[1, 0]
@@ -222,5 +225,10 @@ def _panel(ax: Axes, title: str, unit: str, has_data: bool, *, empty: str = "no 
     if not has_data:
         ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", fontsize=style.FONT_SMALL,
                 color="#868e96")
-    elif ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=style.FONT_SMALL - 0.5, frameon=False, loc="best", ncols=2)
+    elif handles := ax.get_legend_handles_labels()[0]:
+        # The legend in a band of its own above the curves, as Grafana keeps it off the graph: never over a line.
+        rows = -(-len(handles) // _LEGEND_COLUMNS)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + (high - low) * _LEGEND_BAND * rows)
+        ax.legend(fontsize=style.FONT_SMALL - 0.5, frameon=False, loc="upper right", ncols=min(len(handles),
+                  _LEGEND_COLUMNS), borderaxespad=0.2, handlelength=1.6, columnspacing=1.0)
