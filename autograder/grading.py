@@ -11,6 +11,12 @@ learner code never sees them, the hidden bank's secret, the reference solutions 
 submissions. The learner's process only ever learns the seeds and schedules of the runs it
 is given.
 
+The grader reads each run's evidence as soon as the process has written it, and judges it
+then: once every graded part has its verdict (a run that broke it, or a run without
+evidence), the process is stopped and the runs after are never made. The verdicts are those
+of the whole batch (a part's verdict is its first broken run, in the batch's order), at the
+cost of the runs that decide them: code that breaks every part on the first run costs one run.
+
 Example::
 
     batch = run_submission(Path("labs/02-idempotency"), service_cell_source,
@@ -21,10 +27,11 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +82,7 @@ def run_submission(
     answer: tuple[str, str, Sequence[int]] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     mechanism: str | None = None,
+    until: Callable[[RunResult], bool] | None = None,
 ) -> Batch:
     """Run ``service_source`` (the learner's service cell: a module defining ``create_app``) in the lab's scenario
     for each ``(seed, schedule, workload)`` of ``runs``, isolated, and read back each run's evidence.
@@ -82,7 +90,10 @@ def run_submission(
     A run that could not be built or raised, and every run left when the process died, ran out of time or of
     memory, has no evidence and an ``error`` saying why. ``report`` names module-level values of the service
     to report in ``declared`` (plain values only). ``answer`` is ``(source, function name, seeds)``: a graded
-    answer cell, whose function is asked about the lab's world of each seed (``Batch.answers``).
+    answer cell, whose function is asked about the lab's world of each seed (``Batch.answers``). ``until``, if given,
+    is called with each run's result, in the runs' order, as soon as the process has written it (while later runs
+    go on): once it returns true, the process is stopped (``Batch.outcome.stopped``) and the runs not made yet
+    have no evidence; ``until`` is not called again.
 
     Raises:
         InvalidParameterError: ``lab_dir`` has no ``lab.py``, or ``service_source`` is not text.
@@ -109,20 +120,39 @@ def run_submission(
         if answer is not None:
             job["answer"] = {"source": "answer.py", "function": answer[1], "seeds": list(answer[2])}
         (folder / "job.json").write_text(json.dumps(job))
+        results: list[RunResult] = []
+        enough = False
+
+        def read_on(why: str | None) -> bool:
+            """Read the runs written since the last call (with ``why``: every run left, none being made any more),
+            each handed to ``until``; true once ``until`` has had enough."""
+            nonlocal enough
+            while len(results) < len(runs):
+                seed, schedule, _workload = runs[len(results)]
+                result = _read(folder, len(results), seed, schedule, why)
+                if result is None:
+                    break
+                results.append(result)
+                enough = enough or (until is not None and until(result))
+            return enough
+
         outcome = run_isolated(
             [sys.executable, "-P", "-m", "autograder.runner", "job.json"],
             folder=folder,
             readable=[_package_dir("sandbox"), _package_dir("autograder"), lab_file],
             limits=limits,
             mechanism=mechanism,
+            stop=(lambda: read_on(None)) if until is not None else None,
         )
-        results = [_read(folder, i, seed, schedule, outcome) for i, (seed, schedule, _w) in enumerate(runs)]
+        read_on(f"no evidence: the process that ran the service {outcome.why()}")
         declared = _declared(folder, report)
         answers = _answers(folder, len(answer[2]) if answer is not None else 0, outcome)
     return Batch(results, declared, outcome, answers)
 
 
-def _read(folder: Path, i: int, seed: int, schedule: Schedule, outcome: Outcome) -> RunResult:
+def _read(folder: Path, i: int, seed: int, schedule: Schedule, missing: str | None) -> RunResult | None:
+    """Run ``i``'s result as the process wrote it; if it wrote nothing, a result whose error is ``missing``
+    (None: no result yet, the process may still write it)."""
     evidence_file = folder / "evidence" / f"{i}.json"
     error_file = folder / "evidence" / f"{i}.error"
     if evidence_file.is_file():
@@ -132,7 +162,7 @@ def _read(folder: Path, i: int, seed: int, schedule: Schedule, outcome: Outcome)
             return RunResult(seed, schedule, error=f"the run's evidence could not be read: {str(exc)[:500]}")
     if error_file.is_file():
         return RunResult(seed, schedule, error=error_file.read_text(errors="replace")[:2000])
-    return RunResult(seed, schedule, error=f"no evidence: the process that ran the service {outcome.why()}")
+    return None if missing is None else RunResult(seed, schedule, error=missing)
 
 
 def _answers(folder: Path, n: int, outcome: Outcome) -> list[str]:
@@ -235,21 +265,47 @@ def hidden_runs(lab: Any, *, secret: str | None, choice: str | None = None) -> l
 def judge(part: str, names: Sequence[str], invariants: Sequence[Any], results: Sequence[RunResult]) -> PartResult:
     """Judge one part on a batch's results with the grader's own ``invariants`` (those named ``names``): the first
     run, in the batch's order, where one fails; a run without evidence counts as failed (it says why)."""
-    from sandbox.checkers import Outcome, check
-
-    from .labs import select
-
-    chosen = select(list(invariants), tuple(names))
-    undecided: list[tuple[RunResult, Any]] = []
+    judging = Judging(part, names, invariants)
     for result in results:
+        if judging.feed(result):
+            break
+    return judging.result(len(results))
+
+
+class Judging:
+    """``judge``'s work on one part, run by run as a batch's runs arrive: ``feed`` each run in the batch's order
+    (true once the part's verdict is settled: a run broke it, or had no evidence; later runs cannot change it),
+    then ``result``."""
+
+    def __init__(self, part: str, names: Sequence[str], invariants: Sequence[Any]) -> None:
+        from .labs import select
+
+        self.part, self.names = part, tuple(names)
+        self._chosen = select(list(invariants), self.names)
+        self._undecided: list[tuple[RunResult, Any]] = []
+        self._settled: dict[str, Any] | None = None
+
+    def feed(self, result: RunResult) -> bool:
+        from sandbox.checkers import Outcome, check
+
+        if self._settled is not None:
+            return True
         if result.evidence is None:
-            return PartResult(part, tuple(names), len(results), error=result.error)
-        verdicts = check(result.evidence, chosen)
+            self._settled = {"error": result.error}
+            return True
+        verdicts = check(result.evidence, self._chosen)
         failed = next((v for v in verdicts if v.outcome is Outcome.FAIL), None)
         if failed is not None:
-            return PartResult(part, tuple(names), len(results), failed=(result, failed))
-        undecided += [(result, v) for v in verdicts if v.outcome is Outcome.UNKNOWN]
-    return PartResult(part, tuple(names), len(results), undecided=tuple(undecided))
+            self._settled = {"failed": (result, failed)}
+            return True
+        self._undecided += [(result, v) for v in verdicts if v.outcome is Outcome.UNKNOWN]
+        return False
+
+    def result(self, runs: int) -> PartResult:
+        """The part's verdict over a batch of ``runs`` runs."""
+        if self._settled is not None:
+            return PartResult(self.part, self.names, runs, **self._settled)
+        return PartResult(self.part, self.names, runs, undecided=tuple(self._undecided))
 
 
 def grade_service(lab_dir: Path, lab: Any, service_source: str, *, secret: str | None,
@@ -283,15 +339,17 @@ def grade_service(lab_dir: Path, lab: Any, service_source: str, *, secret: str |
     answered = [p for p, names in lab.PARTS.items() if names == ("slowest_dependency",)]
     seeds = lab.answer_seeds(secret) if answered else []
     answer = (answer_source or "", "slowest_dependency", seeds) if answered else None
-    batch = run_submission(lab_dir, service_source, hidden_runs(lab, secret=secret, choice=choice), answer=answer,
-                           limits=limits)
     if choice is not None:
         invariants = lab.invariants(choice, primary=declared.get("PRIMARY"))
         parts = {p: lab.PROMISES[choice][what] for p, what in lab.PARTS.items()}
     else:
         invariants = lab.invariants()
         parts = {p: names for p, names in lab.PARTS.items() if names != ("slowest_dependency",)}
-    results = [judge(p, names, invariants, batch.results) for p, names in parts.items()]
+    judging = [Judging(p, names, invariants) for p, names in parts.items()]
+    runs = hidden_runs(lab, secret=secret, choice=choice)
+    batch = run_submission(lab_dir, service_source, runs, answer=answer, limits=limits,
+                           until=lambda run: all([j.feed(run) for j in judging]))  # a list: every part fed
+    results = [j.result(len(runs)) for j in judging]
     results = rehome_failures(lab_dir, lab, service_source, results, parts, invariants, limits=limits)
     for part in answered:
         results.append(_judge_answer(lab, part, seeds, batch.answers))
@@ -302,10 +360,9 @@ def rehome_failures(lab_dir: Path, lab: Any, service_source: str, results: list[
                     parts: Mapping[str, Sequence[str]], invariants: Sequence[Any], *,
                     limits: Limits = DEFAULT_LIMITS) -> list[PartResult]:
     """Each failed part with its failure shown again in a world the learner can replay: the failing run's faults
-    and workload on the first ``REHOME_SEEDS`` seeds of the visible bank, in order; the first that breaks the same
-    invariant gives the part its ``replay`` (seed and a line to paste after the service cell). The hidden seed is
-    never shown. Two isolated batches at most: the first seed for every failed part (it reproduces most failures),
-    then the other seeds for the parts it did not."""
+    and workload on the first ``REHOME_SEEDS`` seeds of the visible bank, in one more isolated batch; the first
+    that breaks the same invariant gives the part its ``replay`` (seed and a line to paste after the service
+    cell). The hidden seed is never shown."""
     import dataclasses
 
     from .labs import REHOME_SEEDS
@@ -315,29 +372,32 @@ def rehome_failures(lab_dir: Path, lab: Any, service_source: str, results: list[
     if not failed:
         return results
     seeds = seed_bank(lab.LAB, "visible", REHOME_SEEDS)
-    found: dict[str, PartResult] = {}
-    for tried in (seeds[:1], seeds[1:]):
-        pending = [r for r in failed if r.part not in found]
-        if not pending or not tried:
-            break
-        # parts that broke in the same run share its faults: each schedule is tried once
-        distinct = {repr(r.failed[0].schedule): r.failed[0].schedule for r in pending}
-        schedules = list(distinct)
-        batch = run_submission(lab_dir, service_source, [(seed, distinct[key], {}) for key in schedules
-                                                         for seed in tried], limits=limits)
-        for r in pending:
-            wanted = r.failed[1].invariant
-            i = schedules.index(repr(r.failed[0].schedule))
-            for run in batch.results[i * len(tried): (i + 1) * len(tried)]:
-                again = judge(r.part, parts[r.part], invariants, [run]) if run.evidence is not None else None
-                if again is not None and again.failed is not None and again.failed[1].invariant == wanted:
-                    schedule = f", {run.schedule!r}" if len(run.schedule) else ""
-                    head = "from sandbox.faults import *; " if len(run.schedule) else ""
-                    line = f"{head}lab.scenario(create_app).replay({run.seed}{schedule})"
-                    found[r.part] = dataclasses.replace(r, replay=(run.seed, line, len(seeds)))
-                    break
-    return [found.get(r.part, dataclasses.replace(r, replay=(None, "", len(seeds))) if r.failed is not None else r)
-            for r in results]
+    # parts that broke in the same run share its faults: each schedule is tried once
+    schedules = list(dict.fromkeys(repr(r.failed[0].schedule) for r in failed))
+    distinct = {repr(r.failed[0].schedule): r.failed[0].schedule for r in failed}
+    runs = [(seed, distinct[key], {}) for key in schedules for seed in seeds]
+    replays: dict[str, tuple[int | None, str, int]] = {}
+    counted = itertools.count()
+
+    def look(run: RunResult) -> bool:
+        """Try one more run of the batch (in order) on the parts whose schedule it has; true once every part has
+        its replay, or has seen all its runs in vain."""
+        block, k = divmod(next(counted), len(seeds))
+        for r in failed:
+            if r.part in replays or schedules.index(repr(r.failed[0].schedule)) != block:
+                continue
+            again = judge(r.part, parts[r.part], invariants, [run]) if run.evidence is not None else None
+            if again is not None and again.failed is not None and again.failed[1].invariant == r.failed[1].invariant:
+                schedule = f", {run.schedule!r}" if len(run.schedule) else ""
+                head = "from sandbox.faults import *; " if len(run.schedule) else ""
+                replays[r.part] = (run.seed, f"{head}lab.scenario(create_app).replay({run.seed}{schedule})", len(seeds))
+            elif k == len(seeds) - 1:
+                replays[r.part] = (None, "", len(seeds))
+        return len(replays) == len(failed)
+
+    run_submission(lab_dir, service_source, runs, limits=limits, until=look)
+    found = {r.part: dataclasses.replace(r, replay=replays.get(r.part, (None, "", len(seeds)))) for r in failed}
+    return [found.get(r.part, r) for r in results]
 
 
 def _judge_answer(lab: Any, part: str, seeds: Sequence[int], answers: Sequence[str]) -> PartResult:

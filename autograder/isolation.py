@@ -9,7 +9,10 @@
   own ``folder`` (its working directory, writable); ``/tmp`` is private and empty;
 - an **environment** of the caller's choosing (the grading secret is never in it);
 - **nothing left running** afterwards: a process that detaches itself (``setsid``, a
-  double fork) dies with the rest.
+  double fork) dies with the rest;
+- an **early stop**: ``stop``, if given, is asked a few times a second whether the caller has
+  what it needs (the grader, once every graded part has its verdict); then the tree is
+  killed at once, and ``Outcome.stopped`` says so.
 
 Which mechanism gives this depends on the machine, and ``Outcome.mechanism`` says which one
 ran (``mechanism()`` tells in advance):
@@ -45,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +57,8 @@ DEFAULT_WALL = 300.0
 DEFAULT_MEMORY = 3 * 1024**3
 #: At most this much of each output stream is kept (the rest is cut, and says so).
 OUTPUT_KEPT = 1 << 20
+#: Real seconds between two questions to a run's ``stop``.
+STOP_POLL = 0.05
 
 MECHANISMS = ("bubblewrap", "unshare", "process")
 
@@ -88,6 +93,8 @@ class Outcome:
     #: The code ran out of its memory limit (a MemoryError it did not catch, or the allocator gave up).
     out_of_memory: bool = False
     notes: tuple[str, ...] = field(default=())
+    #: The caller's ``stop`` said it had what it needed, and the tree was killed before it ended by itself.
+    stopped: bool = False
 
     @property
     def ok(self) -> bool:
@@ -95,6 +102,8 @@ class Outcome:
 
     def why(self) -> str:
         """One line saying how the run ended, for a learner."""
+        if self.stopped:
+            return f"was stopped after {self.seconds:.1f} s, its caller having every answer it needed"
         if self.timed_out:
             return f"stopped after its wall-clock limit of {self.seconds:.0f} s (code that never finishes?)"
         if self.out_of_memory:
@@ -119,13 +128,15 @@ def run_isolated(
     limits: Limits = Limits(),
     stdin: bytes = b"",
     mechanism: str | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Run ``argv`` in ``folder`` (its working directory, and the only folder it may write) under ``limits``.
 
     ``readable`` adds folders or files the code may read (at their own paths), besides the system's, Python's
     and the installed packages'. ``env`` is the whole environment (default: ``PATH``, ``HOME`` set to ``folder``,
     ``LANG``, ``PYTHONHASHSEED=0``, ``PYTHONDONTWRITEBYTECODE=1``). ``mechanism`` forces one of ``MECHANISMS``
-    (default: the best this machine has, see ``mechanism()``).
+    (default: the best this machine has, see ``mechanism()``). ``stop``, if given, is called every ``STOP_POLL``
+    seconds while the code runs: once it returns true the tree is killed (``Outcome.stopped``).
     """
     folder = Path(folder).resolve()
     if not folder.is_dir():
@@ -141,11 +152,9 @@ def run_isolated(
             command, cwd=folder, env=environment, stdin=subprocess.PIPE, stdout=out, stderr=err,
             start_new_session=True, preexec_fn=functools.partial(_limit, limits.memory),
         )
-        timed_out = False
+        timed_out = stopped = False
         try:
-            process.communicate(stdin, timeout=limits.wall)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out, stopped = _wait(process, stdin, started + limits.wall, stop)
         finally:
             _kill_tree(process)
         seconds = time.monotonic() - started
@@ -153,7 +162,25 @@ def run_isolated(
     code = process.returncode
     died_of = -code if code is not None and code < 0 else None
     out_of_memory = "MemoryError" in stderr[-4000:] or "Cannot allocate memory" in stderr[-4000:]
-    return Outcome(code, stdout, stderr, seconds, chosen, timed_out, died_of, out_of_memory)
+    return Outcome(code, stdout, stderr, seconds, chosen, timed_out, died_of, out_of_memory, stopped=stopped)
+
+
+def _wait(process: subprocess.Popen, stdin: bytes, deadline: float,
+          stop: Callable[[], bool] | None) -> tuple[bool, bool]:
+    """Wait for ``process`` until it ends, the ``deadline`` (``time.monotonic``) passes, or ``stop()`` is true:
+    ``(timed_out, stopped)``."""
+    data: bytes | None = stdin
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return True, False
+        try:
+            process.communicate(data, timeout=left if stop is None else min(left, STOP_POLL))
+            return False, False
+        except subprocess.TimeoutExpired:
+            data = None  # sent: communicate() resumes where it was
+        if stop is not None and stop() and process.poll() is None:
+            return False, True
 
 
 def default_env(folder: Path) -> dict[str, str]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 
 __all__ = ["ALLOWED_MODULES", "FORBIDDEN_ATTRIBUTES", "SAFE_DUNDERS", "check"]
 
@@ -86,13 +87,21 @@ def _private(name: str) -> bool:
     return name.startswith("_")
 
 
+#: One ``ast.parse`` at a time. CPython (3.11 here) counts the depth of the AST objects it builds in the interpreter's
+#: state, which threads share: when the garbage collector runs a finalizer in the middle of a parse and another thread
+#: parses meanwhile (``dojo grade --jobs 2`` checks two submissions at once), the first fails with "SystemError: AST
+#: constructor recursion depth mismatch" (CPython gh-106905; test_policy reproduces it).
+_PARSING = threading.Lock()
+
+
 def check(source: str, cell: str = "service cell", *, modules: frozenset[str] = frozenset(),
           attributes: frozenset[str] = frozenset()) -> str | None:
     """The first thing in ``source`` (a learner's ``cell``) that graded code may not do, as one line, or None.
     ``modules`` are allowed besides ``ALLOWED_MODULES`` (lab 04's answer cell reads ``lab``'s helpers);
     ``attributes`` are forbidden besides ``FORBIDDEN_ATTRIBUTES`` (there, the lab's ground truth)."""
     try:
-        tree = ast.parse(source)
+        with _PARSING:
+            tree = ast.parse(source)
     except SyntaxError as exc:
         return f"the {cell} is not valid Python: {exc.msg} (line {exc.lineno})"
     for node in ast.walk(tree):

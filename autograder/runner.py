@@ -13,7 +13,9 @@ sizes), and the module-level names whose values the grader wants reported (lab 0
 (``answer.py``) and the worlds to ask it about. For run ``i`` the runner writes ``evidence/i.json``
 (``sandbox.evidence.snapshot`` of the finished world) or, if the run could not even be
 built or raised, ``evidence/i.error`` with one line saying why; and ``declared.json``
-with the reported names, and ``answers.json``: the answer in each world. What the learner's code prints goes to this process's output,
+with the reported names, and ``answers.json``: the answer in each world. Each file appears whole (written
+beside, then renamed), in the runs' order, so that the grader may read the runs while later ones are still
+running, and stop the process once it has its verdicts. What the learner's code prints goes to this process's output,
 which the grader holds back. Nothing here judges anything: the checkers run in the grader,
 on the evidence.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -42,6 +45,13 @@ def _load(path: Path, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``path`` so that a reader sees it whole or not at all (the grader reads while the runs go on)."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    os.replace(part, path)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -73,23 +83,23 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:  # noqa: BLE001 - whatever the service does at import is its own failure
         error = f"the service cell did not define create_app: {_one_line(exc)}"
         for i, _run in enumerate(job["runs"]):
-            (out / f"{i}.error").write_text(error)
-        (folder / "declared.json").write_text("{}")
+            _write(out / f"{i}.error", error)
+        _write(folder / "declared.json", "{}")
         return 0
     declared = {}
     for name in job.get("report", []):
         if hasattr(service, name):  # a name the service does not define is left out, not reported as None
             value = getattr(service, name)
             declared[name] = value if isinstance(value, _PLAIN) else f"<{type(value).__name__}>"
-    (folder / "declared.json").write_text(json.dumps(declared))
+    _write(folder / "declared.json", json.dumps(declared))
     answer = job.get("answer")
     if answer:  # a graded answer (lab 04's slowest_dependency): asked on each world the job names
-        (folder / "answers.json").write_text(json.dumps(_answers(lab, folder, create_app, answer)))
+        _write(folder / "answers.json", json.dumps(_answers(lab, folder, create_app, answer)))
     scenario = lab.scenario(create_app, **job.get("scenario", {}))
     overran = None
     for i, run in enumerate(job["runs"]):
         if overran is not None:  # one run that never yields is enough to know: the others are not run
-            (out / f"{i}.error").write_text(f"not run: an earlier run was stopped at its wall-clock limit ({overran})")
+            _write(out / f"{i}.error", f"not run: an earlier run was stopped at its wall-clock limit ({overran})")
             continue
         try:
             world = scenario.run(run["seed"], schedule_from_data(run["schedule"]), **run.get("workload", {})).world
@@ -97,9 +107,9 @@ def main(argv: list[str]) -> int:
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            (out / f"{i}.error").write_text(f"the run raised {_one_line(exc)}")
+            _write(out / f"{i}.error", f"the run raised {_one_line(exc)}")
             continue
-        (out / f"{i}.json").write_text(data)
+        _write(out / f"{i}.json", data)
         overran = world.overran
     return 0
 

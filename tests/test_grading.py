@@ -134,7 +134,8 @@ def test_an_isolated_grade_gives_each_part_the_verdict_the_in_process_check_give
 
     secret = "isolated-grading-test"
     parts, batch = grade_service(LAB_DIR, lab, (LAB_DIR / f"{name}.py").read_text(), secret=secret)
-    assert batch.outcome.ok, batch.outcome.stderr[-2000:]
+    # the generated code breaks every part: its process is stopped once they all have their verdicts
+    assert batch.outcome.stopped if name == "generated" else batch.outcome.ok, batch.outcome.stderr[-2000:]
     module = load_module(LAB_DIR, name, f"chaos_dojo_labs.grade_test_{name.replace('/', '_')}")
     assert [p.part for p in parts] == list(lab.PARTS)
     for part in parts:
@@ -150,29 +151,29 @@ def test_an_isolated_grade_gives_each_part_the_verdict_the_in_process_check_give
         assert not all(p.ok for p in parts)
 
 
-def test_a_failure_is_shown_again_on_the_first_visible_seed_before_the_others(monkeypatch):
-    """Rehoming a hidden failure runs the first visible seed alone under each failing run's faults, and the other
-    seeds only for the parts it did not reproduce: a failure the first seed reproduces costs one run, not eight; the
-    replay shown is still the first seed, in order, that breaks the same invariant."""
-    from autograder import grading
-    from autograder.labs import REHOME_SEEDS
+def test_a_batch_stops_once_every_part_has_its_verdict_which_is_the_whole_batchs():
+    """The generated code breaks every part of lab 02 in the first worlds of the hidden bank: its process is
+    stopped there (the later runs are never made, and say so), and each part's verdict and message are those the
+    same runs give when every one is made."""
+    import dataclasses
 
-    sizes = []
+    from autograder.grading import grade_service, hidden_runs, judge
 
-    def counted(lab_dir, source, runs, **kwargs):
-        sizes.append(len(list(runs)))
-        return run_submission(lab_dir, source, runs, **kwargs)
-
-    monkeypatch.setattr(grading, "run_submission", counted)
-    parts, _batch = grading.grade_service(LAB_DIR, lab, (LAB_DIR / "generated.py").read_text(), secret="rehome-test")
-    failed = [p for p in parts if p.failed is not None]
-    assert failed and all(p.replay is not None for p in failed)
-    seeds = seed_bank(lab.LAB, "visible", REHOME_SEEDS)
-    distinct = {repr(p.failed[0].schedule) for p in failed}
-    assert sizes[1] == len(distinct)
-    late = {repr(p.failed[0].schedule) for p in failed if p.replay[0] != seeds[0]}
-    assert sizes[2:] == ([len(late) * (REHOME_SEEDS - 1)] if late else [])
-    assert all(p.replay[0] in (*seeds, None) for p in failed)
+    secret = "early-stop-test"
+    source = (LAB_DIR / "generated.py").read_text()
+    parts, batch = grade_service(LAB_DIR, lab, source, secret=secret)
+    assert batch.outcome.stopped and "was stopped" in batch.outcome.why(), batch.outcome.why()
+    made = sum(r.evidence is not None for r in batch.results)
+    assert 0 < made < len(batch.results) // 2, made
+    assert all(r.evidence is not None for r in batch.results[:made])
+    assert all(r.evidence is None and "was stopped" in r.error for r in batch.results[made:])
+    whole = run_submission(LAB_DIR, source, hidden_runs(lab, secret=secret)[: made + 3])  # made to the end
+    assert whole.outcome.ok and all(r.evidence is not None for r in whole.results)
+    for part in parts:
+        again = judge(part.part, part.names, lab.invariants(), whole.results)
+        assert part.failed is not None and again.failed is not None, part.part
+        assert (part.failed[0].seed, part.failed[1]) == (again.failed[0].seed, again.failed[1]), part.part
+        assert part.message() == dataclasses.replace(again, runs=part.runs, replay=part.replay).message()
 
 
 def test_lab_01_is_graded_on_what_the_service_declares():

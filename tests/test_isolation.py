@@ -120,6 +120,35 @@ def test_a_run_that_never_ends_is_killed_at_its_wall_clock_limit(submission):
     assert result.timed_out and not result.ok and "wall-clock limit" in result.why()
 
 
+def test_a_run_is_stopped_as_soon_as_its_caller_has_what_it_needs(submission):
+    """``stop`` is asked while the code runs: once it is true (here, once the code has written its first answer)
+    the tree is killed at once, long before its wall-clock limit, and the outcome says it was stopped."""
+    answer = submission / "answer.txt"
+    asked = []
+
+    def stop() -> bool:
+        asked.append(time.monotonic())
+        return answer.exists()
+
+    started = time.monotonic()
+    result = run(f"""
+        import pathlib, time
+        time.sleep(0.5)
+        pathlib.Path({str(answer)!r}).write_text("42")
+        while True:
+            pass
+    """, submission, limits=Limits(wall=60.0), stop=stop)
+    assert time.monotonic() - started < 20 and len(asked) >= 3
+    assert result.stopped and not result.timed_out and not result.ok
+    assert result.why().startswith("was stopped after") and "caller" in result.why()
+
+
+def test_a_run_that_ends_by_itself_is_not_stopped(submission):
+    """A run that finishes before ``stop`` is ever true ends as it would without it."""
+    result = run("print('done')", submission, stop=lambda: False)
+    assert result.returncode == 0 and result.stdout == "done\n" and not result.stopped and result.why() == "finished"
+
+
 def test_a_run_that_allocates_without_end_meets_its_memory_limit(submission):
     result = run("""
         hoard = []

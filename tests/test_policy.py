@@ -151,3 +151,48 @@ def test_a_service_may_record_its_own_metrics_with_prometheus_client():
     assert check(cell) is None
     refused = check("from prometheus_client import _sliding\n")
     assert refused is not None and "_sliding" in refused
+
+
+def test_submissions_checked_at_once_in_threads_all_get_their_verdict():
+    """``dojo grade --jobs 2`` checks submissions in threads. A finalizer that the garbage collector runs in the
+    middle of one thread's parse lets another thread parse meanwhile, which made CPython's AST builder fail with
+    "SystemError: AST constructor recursion depth mismatch" (gh-106905): three threads checking at once, each
+    with such garbage pending at every parse, all get the verdict a lone check gives."""
+    import gc
+    import threading
+    import time
+
+    source = (ROOT / "labs" / "02-idempotency" / "solution.py").read_text()
+    refused = source + "\nimport os\n"
+    expected = {source: check(source), refused: check(refused)}
+    assert expected[source] is None and "import os" in expected[refused]
+
+    class Pending:
+        def __del__(self):
+            time.sleep(0)  # run by the collector inside a parse: another thread runs here
+
+    got: list[object] = []
+
+    def checking() -> None:
+        for i in range(12):
+            for _ in range(20):
+                cycle = Pending()
+                cycle.me = cycle
+            del cycle
+            text = refused if i % 2 else source
+            try:
+                got.append(check(text) == expected[text])
+            except SystemError as exc:
+                got.append(exc)
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50, 5, 5)
+    try:
+        threads = [threading.Thread(target=checking) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        gc.set_threshold(*thresholds)
+    assert got == [True] * 36, [g for g in got if g is not True][:3]
