@@ -8,8 +8,8 @@ service has no reason to do any of that, so before a submission's cells run, the
 refuses code that:
 
 - imports a module outside ``ALLOWED_MODULES`` (the sandbox's public API, FastAPI,
-  Starlette, pydantic, AnyIO, OpenTelemetry, prometheus_client, httpx and the plain parts of the
-  standard library), or a private one (``sandbox._runtime``), or a private name from one;
+  Starlette, pydantic, AnyIO, OpenTelemetry, prometheus_client, httpx, tenacity, purgatory and the
+  plain parts of the standard library), or a private one (``sandbox._runtime``), or a private name from one;
 - reads or writes a private attribute (``x._name``) or a dunder outside ``SAFE_DUNDERS``
   (``__class__``, ``__dict__``, ``__globals__``, ``__code__``, ``__subclasses__`` ...), or
   an attribute in ``FORBIDDEN_ATTRIBUTES`` (``sys.modules``, frames);
@@ -41,6 +41,7 @@ ALLOWED_MODULES = frozenset({
     # the course's stack
     "sandbox", "fastapi", "starlette", "pydantic", "anyio", "opentelemetry", "httpx", "typing_extensions",
     "prometheus_client",  # a service's own metrics (lab 06's breaker gauge), on its replica's registry
+    "tenacity", "purgatory",  # retries and a circuit breaker from libraries (lab 06), both on virtual time
     # the plain parts of the standard library
     "__future__", "abc", "array", "asyncio", "base64", "binascii", "bisect", "calendar", "collections",
     "contextlib", "contextvars", "copy", "csv", "dataclasses", "datetime", "decimal", "enum", "fractions",
@@ -109,8 +110,8 @@ def check(source: str, cell: str = "service cell", *, modules: frozenset[str] = 
         if problem is not None:
             line = source.splitlines()[node.lineno - 1].strip() if 0 < node.lineno <= len(source.splitlines()) else ""
             return (f"the {cell}, line {node.lineno} (`{line[:80]}`): {problem}. Graded code may use the sandbox's "
-                    f"public API, FastAPI, pydantic, AnyIO, OpenTelemetry, prometheus_client and the plain standard "
-                    f"library, and nothing that reaches into the sandbox or the grader")
+                    f"public API, FastAPI, pydantic, AnyIO, OpenTelemetry, prometheus_client, tenacity, purgatory and "
+                    f"the plain standard library, and nothing that reaches into the sandbox or the grader")
     return None
 
 

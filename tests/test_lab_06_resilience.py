@@ -32,7 +32,8 @@ CAUGHT_BY = {
         "open_but_calls": ("outage_contained", "breaker_transitions_legal")},
     "an honest answer: 503 with Retry-After, or 202 pending": {
         "no_retry_after": ("answered_gracefully",), "refuse_after_charge_timeout": ("refused_means_not_charged",),
-        "confirm_without_reserving": ("refused_means_not_charged",), "charge_without_key": ("no_double_charge",)},
+        "confirm_without_reserving": ("refused_means_not_charged",), "charge_without_key": ("no_double_charge",),
+        "accepted_never_sent": ("refused_means_not_charged",)},
 }
 EXPECTED = {f"mutants/{name}": invs for step in CAUGHT_BY.values() for name, invs in step.items()}
 
@@ -112,6 +113,21 @@ def test_every_mutant_is_caught_by_the_part_that_teaches_its_step(name):
     assert _short(found.invariant) in EXPECTED[name], str(found)
 
 
+#: The partial fixes issue 12 names ("timeouts but no backoff, retries but no budget, a breaker that never half-opens").
+NAMED_BY_THE_ISSUE = ("mutants/retry_at_once", "mutants/no_budget", "mutants/never_half_opens")
+
+
+@pytest.mark.parametrize("name", NAMED_BY_THE_ISSUE)
+def test_the_self_check_already_shows_the_partial_fixes_the_issue_names(name):
+    """The visible bank (the notebook's self-check) catches each of them with the graded part of its step, so a
+    learner sees the failure before grading does."""
+    part = next(p for p, invariants in lab.PARTS.items() if set(EXPECTED[name]) <= set(invariants))
+    found = lab.check(lab.load(name).create_app, "visible", shrink=False, only=lab.PARTS[part])
+    assert isinstance(found, Counterexample), f"{name} passed the self-check of part {part!r}"
+    assert _short(found.invariant) in EXPECTED[name], str(found)
+    assert found.seed in seed_bank(lab.LAB, "visible", lab.VISIBLE)
+
+
 def test_a_calm_run_of_the_solution_confirms_every_order():
     """Without faults every order is confirmed, at once, with one charge; the outage checks have nothing to say."""
     run = lab.scenario(lab.load("solution").create_app).run(1, shoppers=10)
@@ -120,6 +136,39 @@ def test_a_calm_run_of_the_solution_confirms_every_order():
     verdicts = {_short(v.invariant): v.outcome for v in run.check(lab.invariants())}
     assert verdicts["answered_gracefully"] is verdicts["refused_means_not_charged"] is Outcome.PASS
     assert verdicts["outage_contained"] is verdicts["recovered"] is Outcome.UNKNOWN
+
+
+def test_an_order_accepted_for_later_is_reserved_and_charged_once_inventory_is_back():
+    """The accept-for-later fix answers 202 while inventory is cut off, and its relay sees every such order through
+    once inventory is back (reserved, charged once); the one whose relay never runs is caught for it."""
+    seed = seed_bank(lab.LAB, "visible", 1)[0]
+    honest = [i for i in lab.invariants() if _short(i.name) in ("refused_means_not_charged", "no_double_charge")]
+    verdicts = {}
+    for name in ("alternatives/accept_for_later", "mutants/accepted_never_sent"):
+        world = lab.scenario(lab.load(name).create_app).run(seed, lab.ADVERSARIAL[0]).world
+        accepted = [i.value["order_id"] for i, d in world.history.pairs()
+                    if i.f == "order" and d is not None and d.value["status"] == 202]
+        reserved = world.database(lab.INVENTORY_DB).rows(lab.RESERVATIONS)
+        verdicts[name] = ([v(world).outcome for v in honest], len(accepted), sum(o in reserved for o in accepted))
+    outcomes, accepted, reserved = verdicts["alternatives/accept_for_later"]
+    assert outcomes == [Outcome.PASS, Outcome.PASS] and accepted >= 20 and reserved == accepted, verdicts
+    outcomes, accepted, reserved = verdicts["mutants/accepted_never_sent"]
+    assert outcomes[0] is Outcome.FAIL and accepted >= 20 and reserved == 0, verdicts
+
+
+def test_the_fix_built_on_libraries_may_be_handed_in_and_is_installed():
+    """The alternative built on tenacity and purgatory passes the grader's policy (a learner may write it in the
+    notebook) and both libraries are dependencies of the course (pyproject.toml), so the grader has them."""
+    import tomllib
+
+    from autograder import policy
+
+    source = (LAB_DIR / "alternatives" / "libraries.py").read_text()
+    assert policy.check(source) is None
+    assert "import pybreaker" in policy.check("import tenacity\nimport purgatory\nimport pybreaker")
+    meta = tomllib.loads((LAB_DIR.parent.parent / "pyproject.toml").read_text())
+    declared = {d.split(">")[0].split("=")[0].split("<")[0].strip() for d in meta["project"]["dependencies"]}
+    assert {"tenacity", "purgatory"} <= declared
 
 
 def test_the_check_is_deterministic():

@@ -19,7 +19,8 @@ The learner's checkout answers each order with one of three honest answers:
 
 * ``201`` ``{"order_id": ..., "status": "confirmed"}``: reserved and charged, once;
 * ``202`` ``{"order_id": ..., "status": "pending"}``: accepted, its fate not yet known
-  (a charge whose answer never came: it may have gone through);
+  (a charge whose answer never came: it may have gone through), or accepted to be reserved
+  and charged later; either way a promise: by the end of the run it is reserved and charged;
 * ``503`` with a ``Retry-After`` header: refused, nothing charged; come back later.
 
 Everything but ``create_app`` is here and is not edited:
@@ -515,11 +516,12 @@ class _Honest:
             charges[row["order_id"]] = charges.get(row["order_id"], 0) + 1
         reserved = world.database(INVENTORY_DB).rows(RESERVATIONS)
         problems: list[tuple[str, Any]] = []
-        refused = confirmed = 0
+        refused = confirmed = accepted = 0
         for invoke, done in _orders(world):
             if done is None:
                 continue
             order, status = done.value["order_id"], done.value["status"]
+            what = "reserved" if order not in reserved else "charged"
             if status == 503:
                 refused += 1
                 if charges.get(order):
@@ -528,16 +530,22 @@ class _Honest:
             elif status == 201:
                 confirmed += 1
                 if order not in reserved or not charges.get(order):
-                    what = "reserved" if order not in reserved else "charged"
                     problems.append((f"{order} was confirmed (201) at t={done.time:.3f} but never {what}: a "
                                      f"fallback must not confirm what did not happen", invoke))
-        return _verdict(self.name, problems, f"{refused} refused orders, none charged; {confirmed} confirmed, each "
-                                             f"reserved and charged")
+            elif status == 202:
+                accepted += 1
+                if order not in reserved or not charges.get(order):
+                    problems.append((f"{order} was accepted (202) at t={done.time:.3f} but by the end of the run "
+                                     f"(t={world.now:.3f}) it was never {what}: a 202 promises to see the order "
+                                     f"through later (or refuse it: 503)", invoke))
+        return _verdict(self.name, problems, f"{refused} refused orders, none charged; {confirmed} confirmed and "
+                                             f"{accepted} accepted (202), each reserved and charged")
 
 
 def refused_means_not_charged() -> _Honest:
-    """No order refused (503) was charged at payments, and every order confirmed (201) was reserved at inventory
-    and charged at payments. (Pending orders, 202, may be either: that is what pending says.)"""
+    """No order refused (503) was charged at payments; every order confirmed (201) was reserved at inventory and
+    charged at payments; and every order accepted (202: pending, or accepted for later) was too, by the end of the
+    run (a 202 is a promise kept later, not a refusal in disguise)."""
     return _Honest()
 
 
