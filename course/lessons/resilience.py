@@ -174,7 +174,7 @@ def create_deadline_app(policy: str) -> Any:
         async def place(order: lab.Reservation, request_timeout: float | None = Header(None),
                         http: sandbox.HttpClient = Depends(sandbox.http_client)) -> Any:
             if policy == "no timeout":
-                sandbox.event("call", order=order.order_id)
+                sandbox.event("call", order=order.order_id)  # counted by deadline_run
                 r = await http.post(RESERVE_URL, json=_reservation(order))
                 return {"order_id": order.order_id, "status": "confirmed" if r.status_code == 200 else "failed"}
             deadline = math.inf
@@ -184,7 +184,7 @@ def create_deadline_app(policy: str) -> Any:
                 left = deadline - time.monotonic()
                 if left <= 0.01:
                     break  # the shopper will not wait: answer now, do no more work for nobody
-                sandbox.event("call", order=order.order_id)
+                sandbox.event("call", order=order.order_id)  # counted by deadline_run
                 try:
                     r = await http.post(RESERVE_URL, json=_reservation(order), timeout=min(CALL_TIMEOUT, left))
                     if r.status_code == 200:
@@ -694,6 +694,7 @@ def create_breaker_app(settings: BreakerSettings) -> Any:
         async def place(order: Order, http: sandbox.HttpClient = Depends(sandbox.http_client)) -> Any:
             if not breaker.allow():
                 return _refuse("inventory is unavailable (breaker open): nothing was charged", breaker.retry_after())
+            sandbox.event("call", order=order.order_id)  # counted by breaker_run
             try:
                 r = await http.post(RESERVE_URL, json=_reservation(order), timeout=RESERVE_TIMEOUT)
                 ok = r.status_code == 200
@@ -782,9 +783,8 @@ def breaker_run(failure_rate: int = 50, window: float = 1.0, min_calls: int = 10
     settled = [e.time - end for e in last.values()]
     closed = (max(settled) if settled and all(e["after"] == "closed" for e in last.values()) and
               all(t >= 0 for t in settled) else None)
-    _received_at, sent = lab._calls(world)
     span = end - (OUTAGE_AT + lab.OPEN_WITHIN)
-    calls_open = sum(1 for t in sent if OUTAGE_AT + lab.OPEN_WITHIN <= t < end) / span
+    calls_open = sum(1 for e in world.events if e.kind == "call" and OUTAGE_AT + lab.OPEN_WITHIN <= e.time < end) / span
     statuses: dict[int | None, int] = {}
     for _i, d in _answers(world):
         status = d.value["status"] if d is not None else None
@@ -1007,7 +1007,7 @@ def graceful_run(checkout: str, seed: int = SEED, shoppers: int = 10) -> Gracefu
     world.inject(lab.ADVERSARIAL[GRACEFUL_SCHEDULE])
     world.run(settle=lab.SETTLE, limit=lab.LIMIT)
     charged = {row["order_id"] for row in world.database(lab.PAYMENTS_DB).rows(lab.CHARGES).values()}
-    done = [d for _i, d in lab._orders(world)]
+    done = [d for _i, d in _answers(world)]
     status = [d.value["status"] if d is not None else None for d in done]
     late = sum(1 for d in done if d is None or d.value["status"] is None or d.value["latency"] > lab.LATENCY_BOUND)
     refused = [d for d in done if d is not None and d.value["status"] == 503]
