@@ -156,7 +156,10 @@ def test_the_widgets_build_and_show_their_runs():
 @pytest.mark.parametrize("call, message", [
     (lambda: resilience.storm_run("fast", 10), r"strategy='fast': choose one of \['at once', 'no jitter'"),
     (lambda: resilience.storm_run("full jitter", 0), r"orders=0: use a whole number >= 1 and <= 400"),
-    (lambda: resilience.storm_figure(50, SEED, ()), r"strategies=\(\): choose at least one of"),
+    (lambda: resilience.storm_figure(50, SEED, ()), r"strategies=\(\): give a tuple of at least one of"),
+    (lambda: resilience.storm_figure(50, SEED, "no jitter"), r"strategies='no jitter': give a tuple"),
+    (lambda: resilience.jitter_widget(seeds=()), r"seeds=\(\): give a tuple of one or more seeds"),
+    (lambda: resilience.breaker_widget(seeds=7), r"seeds=7: give a tuple of one or more seeds"),
     (lambda: resilience.deadline_run("patience"), r"policy='patience': choose one of"),
     (lambda: resilience.breaker_run(150), r"failure_rate=150: use a whole number >= 1 and <= 100"),
     (lambda: resilience.breaker_run(50, 0.0), r"window=0.0: use a number above 0 and at most 10"),
@@ -171,6 +174,12 @@ def test_bad_input_is_refused_with_the_value_and_what_to_give(call, message):
     """Every helper refuses a bad value with an InvalidParameterError that shows it and says what to give."""
     with pytest.raises(sandbox.InvalidParameterError, match=message):
         call()
+
+
+def test_a_widget_refuses_a_bad_seed_before_drawing_anything():
+    """A seed the sandbox would refuse is refused by the widget at once, with the sandbox's own message."""
+    with pytest.raises(sandbox.BadSeedError, match=r"seed=-1 is negative"):
+        resilience.breaker_widget(seeds=(SEED, -1))
 
 
 def test_the_full_jitter_check_accepts_full_jitter_and_says_what_is_wrong_otherwise(capsys):

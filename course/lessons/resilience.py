@@ -85,6 +85,16 @@ def _choice(name: str, value: Any, options: tuple[str, ...]) -> str:
     return value
 
 
+def _seeds(seeds: Any) -> list[int]:
+    """The seeds a widget offers, checked: a non-empty tuple of seeds (as ``sandbox.World`` takes them)."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (tuple, list)) or not seeds:
+        raise sandbox.InvalidParameterError(f"seeds={seeds!r}: give a tuple of one or more seeds, e.g. ({SEED}, "
+                                            f"{SEED + 1})")
+    for seed in seeds:
+        sandbox.World(seed=seed)  # a bad seed is refused here, with its own message, before any widget is drawn
+    return list(seeds)
+
+
 def _quantile(values: list[float], q: float) -> float:
     """The ``q`` quantile of ``values`` (nearest rank); NaN for none."""
     if not values:
@@ -411,10 +421,11 @@ def storm_run(strategy: str, orders: int = BURST, seed: int = SEED) -> StormRun:
 def storm_figure(orders: int = BURST, seed: int = SEED, strategies: tuple[str, ...] = STRATEGIES) -> Picture:
     """For each of ``strategies``, a burst of ``orders`` orders (``storm_run``): left, the calls reaching inventory
     per BIN seconds after the burst; right, the work (calls per order) and when the last order was answered."""
+    if isinstance(strategies, str) or not strategies:
+        raise sandbox.InvalidParameterError(f"strategies={strategies!r}: give a tuple of at least one of "
+                                            f"{list(STRATEGIES)}, e.g. ('no jitter', 'full jitter')")
     for s in strategies:
         _choice("strategy", s, STRATEGIES)
-    if not strategies:
-        raise sandbox.InvalidParameterError("strategies=(): choose at least one of " + str(list(STRATEGIES)))
     runs = [storm_run(s, orders, seed) for s in strategies]
     fig = Picture(figsize=(11.0, 3.8))
     timeline, work, done = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.2, 1, 1]})
@@ -471,7 +482,8 @@ def jitter_widget(seeds: tuple[int, ...] = (SEED, SEED + 1, SEED + 2)) -> Any:
                                     description="strategies", style=style)
     orders = widgets.SelectionSlider(options=[25, 50, 100, 150], value=BURST, description="orders at once",
                                      style=style)
-    seed = widgets.Dropdown(options=list(seeds), value=seeds[0], description="seed", style=style)
+    options = _seeds(seeds)
+    seed = widgets.Dropdown(options=options, value=options[0], description="seed", style=style)
     image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="940px"))
     table = widgets.HTML()
 
@@ -830,7 +842,8 @@ def breaker_widget(seeds: tuple[int, ...] = (SEED, SEED + 1, SEED + 2)) -> Any:
                                     style=style, layout=layout)
     wait = widgets.SelectionSlider(options=[0.25, 0.5, 1.0, 2.0, 4.0], value=1.0, description="open for (s)",
                                    style=style, layout=layout)
-    seed = widgets.Dropdown(options=list(seeds), value=seeds[0], description="seed", style=style)
+    options = _seeds(seeds)
+    seed = widgets.Dropdown(options=options, value=options[0], description="seed", style=style)
     image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="940px"))
     summary = widgets.HTML()
 
