@@ -42,9 +42,10 @@ def _run(nb, folder: Path) -> list[tuple[int, str, str]]:
 
 
 def test_there_are_notebooks():
-    """The course has its start-here notebook and its modules; each of the six labs has its notebook."""
+    """The course has its start-here notebook and six modules; each of the six labs has its notebook."""
     assert [p.name for p in COURSE] == ["00-start-here.ipynb", "01-cap.ipynb", "02-idempotency.ipynb",
-                                        "03-sagas.ipynb", "04-tracing.ipynb", "05-concurrency.ipynb"]
+                                        "03-sagas.ipynb", "04-tracing.ipynb", "05-concurrency.ipynb",
+                                        "06-resilience.ipynb"]
     assert [p.parent.name for p in LABS] == ["01-cap", "02-idempotency", "03-sagas", "04-tracing", "05-concurrency",
                                              "06-resilience"]
 
