@@ -280,19 +280,30 @@ class _Lock(anyio.Lock):
 
 
 class _CapacityLimiter(anyio.CapacityLimiter):
-    """A capacity limiter that never makes anyone wait: 'threads' run inline, one at a time anyway."""
+    """A capacity limiter in virtual time (``anyio.CapacityLimiter``): at most ``total_tokens`` borrowers at once,
+    each task (or named borrower) holding one token, waiters served in order. A bulkhead built on it limits, as
+    anyio's does; the backend's own "worker threads" run inline and never borrow from it."""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> _CapacityLimiter:
         return object.__new__(cls)
 
     def __init__(self, total_tokens: float) -> None:
-        self._total_tokens = total_tokens
+        self._total_tokens = self._checked(total_tokens)
+        self._borrowers: dict[object, None] = {}  # insertion-ordered, so statistics list them as they came
+        self._waiters: deque[tuple[object, Event]] = deque()
+
+    @staticmethod
+    def _checked(value: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                not isinstance(value, int) and not math.isinf(value)) or value < 1:
+            raise TypeError(f"total_tokens={value!r}: give a whole number >= 1 (or math.inf), as anyio requires")
+        return value
 
     async def __aenter__(self) -> None:
-        return None
+        await self.acquire()
 
     async def __aexit__(self, *exc: Any) -> None:
-        return None
+        self.release()
 
     @property
     def total_tokens(self) -> float:
@@ -300,33 +311,67 @@ class _CapacityLimiter(anyio.CapacityLimiter):
 
     @total_tokens.setter
     def total_tokens(self, value: float) -> None:
-        self._total_tokens = value
+        self._total_tokens = self._checked(value)
+        self._hand_over()
 
     @property
     def borrowed_tokens(self) -> int:
-        return 0
+        return len(self._borrowers)
 
     @property
     def available_tokens(self) -> float:
-        return self._total_tokens
+        return self._total_tokens - len(self._borrowers)
+
+    def _hand_over(self) -> None:
+        while self._waiters and len(self._borrowers) < self._total_tokens:
+            borrower, event = self._waiters.popleft()
+            self._borrowers[borrower] = None
+            event.succeed()
 
     def acquire_nowait(self) -> None:
-        return None
+        self.acquire_on_behalf_of_nowait(current_task.get())
 
     def acquire_on_behalf_of_nowait(self, borrower: object) -> None:
-        return None
+        if borrower in self._borrowers:
+            raise RuntimeError("this borrower is already holding one of this CapacityLimiter's tokens")
+        if self._waiters or len(self._borrowers) >= self._total_tokens:
+            raise anyio.WouldBlock
+        self._borrowers[borrower] = None
 
     async def acquire(self) -> None:
-        return None
+        await self.acquire_on_behalf_of(current_task.get())
 
     async def acquire_on_behalf_of(self, borrower: object) -> None:
-        return None
+        try:
+            self.acquire_on_behalf_of_nowait(borrower)
+            return
+        except anyio.WouldBlock:
+            pass
+        event = Event(require_node("anyio.CapacityLimiter().acquire()").env)
+        self._waiters.append((borrower, event))
+        try:
+            await WaitEvent(event)
+        except BaseException:
+            if (borrower, event) in self._waiters:
+                self._waiters.remove((borrower, event))
+            elif event.triggered:  # handed over just as this waiter was cancelled: pass it on
+                self.release_on_behalf_of(borrower)
+            raise
 
     def release(self) -> None:
-        return None
+        self.release_on_behalf_of(current_task.get())
 
     def release_on_behalf_of(self, borrower: object) -> None:
-        return None
+        if borrower not in self._borrowers:
+            raise RuntimeError("this borrower is not holding any of this CapacityLimiter's tokens")
+        del self._borrowers[borrower]
+        self._hand_over()
+
+    def statistics(self) -> Any:
+        from anyio import CapacityLimiterStatistics
+
+        return CapacityLimiterStatistics(len(self._borrowers), self._total_tokens, tuple(self._borrowers),
+                                         len(self._waiters))
 
 
 class _TaskGroup(anyio.abc.TaskGroup):
@@ -462,7 +507,7 @@ class SandboxBackend(AsyncBackend):
 
     @classmethod
     def current_default_thread_limiter(cls) -> _CapacityLimiter:
-        return _CapacityLimiter(40)
+        return _CapacityLimiter(40)  # never borrowed from: worker threads run inline (run_sync_in_worker_thread)
 
     @classmethod
     async def run_sync_in_worker_thread(cls, func, args, abandon_on_cancel=False, limiter=None):  # type: ignore[override]

@@ -1097,3 +1097,60 @@ def test_an_anyio_lock_made_by_the_factory_works_inside_a_running_asyncio_loop()
 
     world = asyncio.run(in_a_kernel())
     assert world.errors == []
+
+
+def test_an_anyio_capacity_limiter_is_a_bulkhead_in_virtual_time():
+    """anyio.CapacityLimiter(2) lets two requests at a time into the slow section and queues the rest in order (a
+    bulkhead, as module 06 builds one); its statistics and errors are anyio's."""
+    inside: list[int] = []
+    most: list[int] = []
+
+    def app() -> FastAPI:
+        api = FastAPI()
+        limiter = anyio.CapacityLimiter(2)
+
+        @api.post("/slow")
+        async def slow():
+            async with limiter:
+                inside.append(1)
+                most.append(len(inside))
+                await sandbox.sleep(1.0)
+                inside.pop()
+            return {"borrowed": limiter.borrowed_tokens, "total": limiter.total_tokens}
+
+        @api.post("/misuse")
+        async def misuse():
+            try:
+                limiter.release()
+            except RuntimeError as exc:
+                return {"error": str(exc)}
+            return {"error": None}
+
+        return api
+
+    world = sandbox.World(seed=4)
+    world.add_service("api", app)
+    done: dict[str, float] = {}
+
+    async def caller(client: sandbox.Client) -> None:
+        await client.http.post("http://api/slow")
+        done[client.name] = client.now
+
+    for i in range(5):
+        world.add_client(f"c{i}", caller)
+    answers = []
+
+    async def misuser(client: sandbox.Client) -> None:
+        answers.append((await client.http.post("http://api/misuse")).json())
+
+    world.add_client("m", misuser)
+    world.run()
+    assert world.errors == []
+    assert max(most) == 2
+    finished = sorted(round(t) for t in done.values())
+    assert finished == [1, 1, 2, 2, 3]
+    assert answers == [{"error": "this borrower is not holding any of this CapacityLimiter's tokens"}]
+    from sandbox._anyio import _CapacityLimiter
+
+    with pytest.raises(TypeError, match=r"total_tokens=0: give a whole number >= 1"):
+        _CapacityLimiter(0)
