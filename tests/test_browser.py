@@ -1,11 +1,12 @@
 """The course as a learner sees it: every notebook in JupyterLab, in a real browser (Chromium, driven by Playwright).
 
-For each notebook, at a 1440x900 window: it opens without showing as modified, nbgrader's instructor tools are not
-shown, Run All finishes with no error output except the grade cells' "Not passed" (a lab hands out flawed code, and
+For each notebook, at a 1440x900 window: opening it changes nothing but the ``language_info`` JupyterLab copies from the
+running kernel (its Python's exact version, which no stored notebook can match everywhere), nbgrader's instructor tools
+are not shown, Run All finishes with no error output except the grade cells' "Not passed" (a lab hands out flawed code, and
 its grade cells say so), no widget fails to display, and every widget (button, toggle, dropdown, slider, checkbox)
-changes what its cell shows when used. Screenshots of every notebook (whole, and each output cell at the size it is
-shown) and of every widget interaction are saved where ``CHAOS_DOJO_SCREENSHOTS`` says (by default a pytest temporary
-folder), so CI can keep them.
+changes what its cell shows when used. Screenshots of every notebook (whole, and each cell's pictures and widgets at
+the size they are shown) and of every widget interaction are saved where ``CHAOS_DOJO_SCREENSHOTS`` says (by default a
+pytest temporary folder), so CI can keep them.
 
 JupyterLab starts as ``dojo course`` starts it (``sandbox.cli.course_command``: the course's settings, nbgrader's
 instructor tools hidden), on a free port with a token, rooted in a temporary copy of the repository and with its
@@ -51,6 +52,8 @@ WINDOW = {"width": 1440, "height": 900}
 RUN_TIMEOUT_MS = 900_000
 #: What ipywidgets shows when a widget cannot be displayed.
 WIDGET_FAILURES = ("Error displaying widget", "Failed to load model class", "Error creating widget")
+#: Outputs worth a picture of their own (the notebook's pictures show the rest): images, SVG, HTML, widgets.
+PICTURES = ".jp-RenderedImage, .jp-RenderedSVG, .jp-RenderedHTML, .jupyter-widgets"
 #: nbgrader's "Create Assignment" panel (its id, misspelt as nbgrader spells it) and anything else naming it.
 INSTRUCTOR_TOOLS = "#nbgrader-create_assignemnt, [title*='Create Assignment'], :text('Create Assignment')"
 #: The ipywidgets controls a learner can use, each with what using it means (see ``_use``).
@@ -250,7 +253,8 @@ def _unexpected_errors(nb: nbformat.NotebookNode, cells: list[dict]) -> list[str
 
 
 def _screenshot_notebook(page: Page, folder: Path) -> None:
-    """The whole notebook at 1440 px wide (in parts of at most 4,000 px) and each output cell as it is shown."""
+    """The whole notebook at 1440 px wide (in parts of at most 4,000 px), and each cell's pictures, HTML or widgets as
+    they are shown."""
     outer = page.locator(_current(".jp-WindowedPanel-outer")).first
     chrome = WINDOW["height"] - outer.evaluate("e => e.clientHeight")
     total = outer.evaluate("e => e.scrollHeight")
@@ -262,7 +266,7 @@ def _screenshot_notebook(page: Page, folder: Path) -> None:
         page.screenshot(path=folder / f"notebook-{part + 1:02}.png")
     cells = page.locator(_current(".jp-Notebook .jp-Cell"))
     for i in range(cells.count()):  # in the tall window, so that an output taller than 900 px is taken whole
-        if cells.nth(i).locator(".jp-OutputArea-output").count():
+        if cells.nth(i).locator(PICTURES).count():
             cells.nth(i).locator(".jp-Cell-outputArea").screenshot(path=folder / f"cell-{i:02}.png")
     page.set_viewport_size(WINDOW)
 
@@ -372,8 +376,9 @@ def _exercise_widgets(page: Page, folder: Path) -> tuple[list[str], int]:
             if _changed(page, cell, before):
                 page.screenshot(path=folder / f"cell-{i:02}-widget-{j}-{kind}.png")
                 if kind != "button":
+                    used_state = cell.evaluate(_SHOWN)
                     _undo(page, control, kind, undo)
-                    _changed(page, cell, cell.evaluate(_SHOWN))
+                    _changed(page, cell, used_state)
             elif kind == "button" and attempt == 1:
                 inert.append((i, j, kind))
             else:
@@ -400,11 +405,9 @@ def test_a_learner_runs_the_notebook_in_jupyterlab(path: Path, jupyterlab: Lab, 
         _wait_until_ready(page)
         opened = time.monotonic() - started
         page.screenshot(path=folder / "opened.png")
-        if _dirty(page):
-            # The kernel fills in language_info (its Python's version): reported, not held against the notebook here.
-            changes = [c for c in _what_opening_changed(page, jupyterlab, path)
-                       if not c.startswith("metadata.language_info:")]
-            problems += [f"opening it alone changes {c}" for c in changes]
+        opening = _what_opening_changed(page, jupyterlab, path) if _dirty(page) else []
+        # The kernel fills in language_info (its Python's exact version): reported, not held against the notebook.
+        problems += [f"opening it alone changes {c}" for c in opening if not c.startswith("metadata.language_info:")]
         menus = page.locator(".lm-MenuBar-itemLabel").all_inner_texts()
         if "Nbgrader" in menus or page.locator(INSTRUCTOR_TOOLS).count():
             problems.append(f"nbgrader's instructor tools are shown (menus {menus})")
@@ -412,11 +415,14 @@ def test_a_learner_runs_the_notebook_in_jupyterlab(path: Path, jupyterlab: Lab, 
         cells = _cells(page)
         assert len(cells) == len(nb.cells), f"the page shows {len(cells)} cells, the file has {len(nb.cells)}"
         problems += _unexpected_errors(nb, cells)
+        mark = time.monotonic()
         _screenshot_notebook(page, folder)
+        pictures, mark = time.monotonic() - mark, time.monotonic()
         widget_problems, used = _exercise_widgets(page, folder)
         problems += widget_problems
         problems += [f"the page raised {crash}" for crash in crashes]
-        sys.stderr.write(f"{_name(path)}: opened in {opened:.1f} s, ran in {ran:.1f} s, {used} widget uses, "
+        sys.stderr.write(f"{_name(path)}: opened in {opened:.1f} s ({'; '.join(opening) or 'clean'}), ran all in {ran:.1f} s, screenshots "
+                         f"{pictures:.1f} s, {used} widget uses in {time.monotonic() - mark:.1f} s, "
                          f"{time.monotonic() - started:.1f} s in all\n")
     finally:
         page.close()
