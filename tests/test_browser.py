@@ -43,7 +43,11 @@ if os.environ.get("CHAOS_DOJO_BROWSER") != "1":
     pytest.skip("the browser check is opt-in (it takes minutes): set CHAOS_DOJO_BROWSER=1 to run it",
                 allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402  (only when the check runs)
+try:
+    from playwright.sync_api import Browser, Page, sync_playwright
+except ImportError:  # pragma: no cover - an environment without the test extra
+    pytest.fail("CHAOS_DOJO_BROWSER=1 but Playwright is not installed: pip install -e '.[test]' (it drives the "
+                "system's Chromium; no `playwright install` needed)", pytrace=False)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted([*ROOT.glob("course/*.ipynb"), *ROOT.glob("labs/*/lab.ipynb")])
