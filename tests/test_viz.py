@@ -585,19 +585,21 @@ def test_trace_waterfall_follows_a_highlighted_operation():
 # --- the counterexample figure and output ---------------------------------------------------
 
 
-def test_counterexample_figure_shares_the_time_axis_and_adds_the_waterfall_when_traced():
-    """Diagram and fault column share the y axis; a traced world adds a third axes, the waterfall."""
+def test_counterexample_figure_adds_the_waterfall_when_traced_and_no_empty_fault_column():
+    """A traced world adds the waterfall below the diagram; with no fault in the run there is no fault column (an
+    empty one only took room from the diagram)."""
     world = traced_world()
     fig = viz.counterexample_figure(world, highlight=[next(op for op in world.history if op.process == "bob")])
-    diagram, column, waterfall = fig.axes
-    assert diagram.get_shared_y_axes().joined(diagram, column)
+    diagram, waterfall = fig.axes
     assert any(t.get_text().startswith("bob") for t in waterfall.texts)
+    assert not any(t.get_text() == "faults" for ax in fig.axes for t in ax.texts)
 
 
 def test_counterexample_figure_without_tracing_has_diagram_and_fault_column():
     """Untraced, the counterexample is the diagram and its fault column, with the faults' bars in it."""
     fig = viz.counterexample_figure(faulty_world())
     assert len(fig.axes) == 2
+    assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])
     assert {p.get_gid() for p in fig.axes[1].patches} >= {"fault:1", "fault:2", "fault:3", "node:api-0"}
 
 

@@ -60,8 +60,8 @@ def counterexample_figure(world: World, *, highlight: Any = None, max_messages: 
         InvalidParameterError: a bad highlight item.
     """
     scene = sequence_scene(world, highlight=highlight, max_messages=max_messages)
-    columns = max(len(timeline_rows(scene.run, scene.axis.start, scene.axis.end)), 1)
-    column_w = 0.55 * columns + 0.1
+    columns = len(timeline_rows(scene.run, scene.axis.start, scene.axis.end))
+    column_w = 0.55 * columns + 0.1 if columns else 0.0  # no fault in the window: no empty "faults" column
     scene.fit(LEFT_IN + 0.3 + column_w + 0.3)
     width, height = scene.plot_size()
     spans = world.spans()
@@ -73,8 +73,9 @@ def counterexample_figure(world: World, *, highlight: Any = None, max_messages: 
     fig = Figure(figsize=(fig_w, fig_h))
     ax = fig.add_axes(inches(fig, LEFT_IN, BOTTOM_IN + below, width, height))
     draw_sequence(ax, scene, fault_labels=False)
-    column = fig.add_axes(inches(fig, LEFT_IN + width + 0.3, BOTTOM_IN + below, column_w, height), sharey=ax)
-    draw_fault_column(column, scene.run, scene.axis)
+    if columns:
+        column = fig.add_axes(inches(fig, LEFT_IN + width + 0.3, BOTTOM_IN + below, column_w, height), sharey=ax)
+        draw_fault_column(column, scene.run, scene.axis)
     if rows:
         wf_h = waterfall_height(rows)
         trace_ax = fig.add_axes(inches(fig, NAME_IN, 0.55, BAR_IN, wf_h))
