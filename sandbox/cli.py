@@ -34,6 +34,8 @@ from .errors import SandboxError
 
 #: The course's first notebook, relative to the repository root.
 START_NOTEBOOK = Path("course") / "00-start-here.ipynb"
+#: The course's Jupyter contents manager (sandbox/course_contents.py), named, not imported: Jupyter imports it.
+COURSE_CONTENTS_MANAGER = "sandbox.course_contents.CourseContentsManager"
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,7 @@ def course_command(
         #  '--ServerApp.root_dir=chaos-dojo',
         #  '--LabApp.default_url=/lab/tree/course/00-start-here.ipynb',
         #  '--LabApp.app_settings_dir=chaos-dojo/binder/jupyterlab',
+        #  '--ServerApp.contents_manager_class=sandbox.course_contents.CourseContentsManager',
         #  '--ServerApp.log_level=WARN', '--LabApp.log_level=WARN', '--no-browser', '--port=8899']
     """
     notebook = START_NOTEBOOK.as_posix()
@@ -316,6 +319,8 @@ def course_command(
         f"--LabApp.default_url=/lab/tree/{notebook}",
         # The course's JupyterLab settings (binder/jupyterlab/overrides.json): no news or update pop-ups.
         f"--LabApp.app_settings_dir={root / 'binder' / 'jupyterlab'}",
+        # Notebooks are served with the kernel's language_info, so none shows as modified once its kernel starts.
+        f"--ServerApp.contents_manager_class={COURSE_CONTENTS_MANAGER}",
         # Warnings and the URL only (JupyterLab prints the URL at the critical level).
         "--ServerApp.log_level=WARN",
         "--LabApp.log_level=WARN",

@@ -1,8 +1,8 @@
 """The course as a learner sees it: every notebook in JupyterLab, in a real browser (Chromium, driven by Playwright).
 
-For each notebook, at a 1440x900 window: opening it changes nothing but the ``language_info`` JupyterLab copies from the
-running kernel (its Python's exact version, which no stored notebook can match everywhere), nbgrader's instructor tools
-are not shown, Run All finishes with no error output except the grade cells' "Not passed" (a lab hands out flawed code, and
+For each notebook, at a 1440x900 window: opening it and starting its kernel changes nothing (the notebook does not
+show as modified: the course's contents manager serves it with the ``language_info`` its kernel reports), nbgrader's
+instructor tools are not shown, Run All finishes with no error output except the grade cells' "Not passed" (a lab hands out flawed code, and
 its grade cells say so), no widget fails to display, and every widget (button, toggle, dropdown, slider, checkbox)
 changes what its cell shows when used. Screenshots of every notebook (whole, and each cell's pictures and widgets at
 the size they are shown) and of every widget interaction are saved where ``CHAOS_DOJO_SCREENSHOTS`` says (by default a
@@ -410,8 +410,7 @@ def test_a_learner_runs_the_notebook_in_jupyterlab(path: Path, jupyterlab: Lab, 
         opened = time.monotonic() - started
         page.screenshot(path=folder / "opened.png")
         opening = _what_opening_changed(page, jupyterlab, path) if _dirty(page) else []
-        # The kernel fills in language_info (its Python's exact version): reported, not held against the notebook.
-        problems += [f"opening it alone changes {c}" for c in opening if not c.startswith("metadata.language_info:")]
+        problems += [f"opening it alone changes {c}" for c in opening]
         menus = page.locator(".lm-MenuBar-itemLabel").all_inner_texts()
         if "Nbgrader" in menus or page.locator(INSTRUCTOR_TOOLS).count():
             problems.append(f"nbgrader's instructor tools are shown (menus {menus})")
