@@ -1,13 +1,13 @@
 """Every notebook runs top to bottom on a fresh kernel and is stored without outputs.
 
-A course notebook runs without an error. A lab notebook, as shipped, runs with errors in
-its grade cells only (the generated code it hands out is flawed, and the grade cells say
-so); with the reference solution in its service cell (and the reference answer in any
-other answer cell), it runs without an error at all.
+A course notebook runs without an error. A lab notebook hands out the generated code; its runs (as shipped: errors
+in its grade cells only, as the generated code is flawed and the grade cells say so; with the reference solution
+pasted in: no error at all) are nbgrader's autograde runs, asserted in tests/test_nbgrader.py.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -76,37 +76,29 @@ def test_notebook_names_the_kernel_as_jupyterlab_does(path: Path):
         f"{spec.display_name!r}, language {spec.language!r}")
 
 
+@pytest.mark.skipif(os.environ.get("CHAOS_DOJO_BROWSER") == "1",
+                    reason="the browser check runs this notebook top to bottom in JupyterLab and asserts the same")
 @pytest.mark.parametrize("path", COURSE, ids=_id)
 def test_course_notebook_runs_top_to_bottom(path: Path):
-    """Executing every cell in order on a fresh kernel raises no error."""
+    """Executing every cell in order on a fresh kernel raises no error. (Where the browser check runs, CI, it runs
+    every notebook in JupyterLab and fails on any error a cell shows or any cell left unrun; this run would repeat
+    it.)"""
     nb = nbformat.read(path, as_version=4)
     assert _run(nb, path.parent) == []
 
 
 @pytest.mark.parametrize("path", LABS, ids=_id)
-def test_lab_notebook_hands_out_the_generated_code_and_its_grade_cells_fail(path: Path):
-    """As shipped, the service cell is generated.py; the notebook runs to the end; only grade cells fail,
-    with NotPassed (an AssertionError that shows its counterexample, not a traceback through the grader), and at
-    least one does."""
+def test_lab_notebook_hands_out_the_generated_code(path: Path):
+    """As shipped, the service cell is generated.py, and each reference the notebook runs with is there. (The lab
+    notebook's top-to-bottom runs, as shipped and with the reference pasted in, are nbgrader's: autograde runs it
+    in tests/test_nbgrader.py, which asserts what a run must show; the browser check runs it as shipped too.)"""
     nb = nbformat.read(path, as_version=4)
     service = [c for c in nb.cells if _grade_id(c) == "service"]
     assert [c.source.rstrip() for c in service] == [(path.parent / "generated.py").read_text().rstrip()]
-    graded = {_grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    errors = _run(nb, path.parent)
-    assert errors, "the generated code passed every grade cell"
-    assert [e for e in errors if e[1] not in graded or e[2] != "NotPassed"] == []
-
-
-@pytest.mark.parametrize("path", LABS, ids=_id)
-def test_lab_notebook_passes_with_the_reference_solution(path: Path):
-    """With the reference solution in the service cell (and the reference answers), every cell runs clean:
-    the self-check shows Passed, and every grade cell passes on the hidden bank."""
-    nb = nbformat.read(path, as_version=4)
     references = {"service": "solution.py", **REFERENCES.get(path.parent.name, {})}
-    for cell in nb.cells:
-        if _grade_id(cell) in references:
-            cell.source = (path.parent / references[_grade_id(cell)]).read_text()
-    assert _run(nb, path.parent) == []
+    answers = {_grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    assert answers == set(references), f"solution cells {sorted(answers)}, references for {sorted(references)}"
+    assert all((path.parent / name).is_file() for name in references.values())
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
