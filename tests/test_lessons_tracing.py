@@ -125,3 +125,19 @@ def test_the_waterfall_has_a_row_per_span_and_a_heading_per_trace(split):
     assert sum(r.span is None for r in rows) == 2 and sum(r.span is not None for r in rows) == 10
     full, part = tracing.waterfall(spans), tracing.waterfall(spans, shown=3)
     assert tuple(full.get_size_inches()) == tuple(part.get_size_inches())
+
+
+def test_the_room_of_the_spans_still_to_come_says_so(joined):
+    """Stepping span by span, the empty rows below the last span drawn say how many spans are to come and how to
+    see them; the whole waterfall says nothing of the kind."""
+    spans = tracing.signup_spans(joined, "cy")
+
+    def texts(fig):
+        return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+    first = [t for t in texts(tracing.waterfall(spans, shown=1)) if "to come" in t]
+    assert first == [f"{len(spans) - 1} more spans to come: press next \N{BLACK RIGHT-POINTING SMALL TRIANGLE} or "
+                     f"move the slider"]
+    assert [t for t in texts(tracing.waterfall(spans, shown=len(spans) - 1)) if "to come" in t] == [
+        "1 more span to come: press next \N{BLACK RIGHT-POINTING SMALL TRIANGLE} or move the slider"]
+    assert not [t for t in texts(tracing.waterfall(spans)) if "to come" in t]

@@ -727,3 +727,25 @@ def test_a_highlighted_story_keeps_its_own_nodes_and_fits_a_notebook():
     assert fig.get_size_inches()[0] <= FIT_IN + 1e-6
     whole.fit(3.0)
     assert MIN_LANE_IN <= whole.lane_in < LANE_IN
+
+
+def test_a_highlighted_story_under_load_keeps_a_few_messages_of_context_either_side():
+    """Around a story, the window's margin under load holds many unrelated messages: at most CONTEXT_MESSAGES are
+    kept before the story and after it, and a note says how many were left out; a window given by start and end is
+    shown whole."""
+    from sandbox.viz._sequence import CONTEXT_MESSAGES, sequence_scene
+
+    world = world_with(latency=0.002)
+    world.add_client("amy", calls("http://api/slow"), start=1.0)
+    world.add_client("bob", calls(*["http://api/ping"] * 1000, timeout=5.0))
+    world.run(until=3)
+    amys = [op for op in world.history if op.process == "amy"]
+    story = sequence_scene(world, highlight=amys)
+    first, last = min(op.time for op in amys), max(op.time for op in amys)
+    before = [m for _, m in story.messages if m.sent < first]
+    after = [m for _, m in story.messages if m.sent > last]
+    assert len(before) == CONTEXT_MESSAGES and len(after) == CONTEXT_MESSAGES, (len(before), len(after))
+    whole_margin = sequence_scene(world, highlight=amys, start=story.start - 0.05, end=story.end + 0.05)
+    assert len(whole_margin.messages) > len(story.messages) + 2 * CONTEXT_MESSAGES
+    dropped = [n for n in story.notes if n.endswith("messages around the story not shown")]
+    assert len(dropped) == 1 and int(dropped[0].split()[0].replace(",", "")) > 0

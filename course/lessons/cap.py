@@ -460,7 +460,7 @@ def timeline(run: Run, ax: Any = None) -> Figure:
     if run.partition:
         ax.axvspan(PARTITION_START, PARTITION_END, color="#e8590c", alpha=0.12, lw=0)
         ax.text((PARTITION_START + PARTITION_END) / 2, 0.98, "partition", transform=ax.get_xaxis_transform(),
-                ha="center", va="top", fontsize=8, color="#c2410c")
+                ha="center", va="top", fontsize=9, color="#c2410c")
     low = 0
     for replica in REPLICAS:
         seen = [r for r in run.requests if r.replica == replica and r.outcome == "ok"]
@@ -473,11 +473,11 @@ def timeline(run: Run, ax: Any = None) -> Figure:
     ax.plot([r.end for r in refused], [low - 1.5] * len(refused), "x", ms=5, color="#c92a2a", label="refused (503, 504)")
     if any(r.stale for r in run.requests):
         ax.plot([], [], "o", ms=9, mfc="none", mec="#c92a2a", label="stale read")
-    ax.set_xlabel("virtual time (s)", fontsize=8)
-    ax.set_ylabel("likes", fontsize=8)
-    ax.tick_params(labelsize=7.5)
-    ax.set_title(f"{run.design}, partition {'on' if run.partition else 'off'}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", frameon=False)
+    ax.set_xlabel("virtual time (s)", fontsize=9)
+    ax.set_ylabel("likes", fontsize=9)
+    ax.tick_params(labelsize=8.5)
+    ax.set_title(f"{run.design}, partition {'on' if run.partition else 'off'}", fontsize=11)
+    ax.legend(fontsize=8.5, loc="upper left", frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
 

@@ -248,7 +248,7 @@ def retry_timeline(run: RetryRun, ax: Any = None) -> Figure:
             color, label = OTHER, str(a.status)
         ax.barh(1, a.ended - a.sent, left=a.sent, height=0.45, color=color, edgecolor="white")
         ax.text(a.sent + (a.ended - a.sent) / 2, 1.34, f"#{a.number} {label}", ha="center", va="bottom",
-                fontsize=7.5, color=INK)
+                fontsize=9, color=INK)
     for c in run.charges:
         ax.plot([c["at"]], [0], marker="D", markersize=8, color=CHARGE)
         ax.axvline(c["at"], ymin=0.12, ymax=0.5, color=CHARGE, linewidth=0.6, linestyle=":")

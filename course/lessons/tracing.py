@@ -363,6 +363,11 @@ def waterfall(spans: Sequence[Any], *, shown: int | None = None, title: str | No
                 ha="left", va="center", fontsize=style.FONT_SMALL + 0.5, clip_on=False,
                 fontweight="bold" if s is newest else "normal",
                 color=style.ERROR_COLOR if error else "#212529")
+    if len(visible) < len(spans) and n_rows > len(rows):  # the room the rest of the spans will take, said
+        rest = len(spans) - len(visible)
+        ax.text(0.5, (len(rows) + n_rows - 1) / 2, f"{rest} more span{'s' if rest != 1 else ''} to come: "
+                f"press next \N{BLACK RIGHT-POINTING SMALL TRIANGLE} or move the slider", transform=ax.get_yaxis_transform(),
+                ha="center", va="center", fontsize=style.FONT_SMALL + 1, color="#868e96", style="italic")
     ax.set_xlim(0, total * 1.03)
     ax.set_ylim(max(n_rows, 1) - 0.5, -0.5)
     ax.set_yticks([])

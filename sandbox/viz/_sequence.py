@@ -33,6 +33,9 @@ MIN_LANE_IN = 0.75  # ... and at least, when a diagram is narrowed to fit a note
 FIT_IN = 8.5
 #: More lifelines than this, and a diagram with a highlighted story shows the story's nodes only.
 STORY_LANES = 6
+#: A highlighted story's window keeps at most this many messages of context before it and after it: under load
+#: the margin around a story holds dozens of unrelated requests, which would bury it at the foot of a long picture.
+CONTEXT_MESSAGES = 4
 UNIT_IN = 0.15  # inches per unit of the (shortened) time axis
 MAX_PLOT_IN = 60.0
 LEFT_IN, TOP_IN, BOTTOM_IN = 1.0, 1.2, 0.8
@@ -155,7 +158,8 @@ def sequence_scene(
     run = read_run(world)
     marked = resolve_highlight(run, highlight)
     span = marked.span(run.end)
-    if span is not None and start is None and end is None:
+    auto_window = start is None and end is None
+    if span is not None and auto_window:
         margin = max(0.002, 0.03 * (span[1] - span[0]))
         start, end = max(0.0, span[0] - margin), min(run.end, span[1] + margin)
     start = 0.0 if start is None else seconds("start", start)
@@ -163,10 +167,23 @@ def sequence_scene(
     if end < start:
         raise InvalidParameterError(f"end={end!r} is before start={start!r}: give a window with start <= end")
     notes: list[str] = []
-    chosen = [
-        (i, m) for i, m in enumerate(run.messages)
-        if start <= m.sent <= end and (idle_polls or m.msg_id not in run.idle_polls or i in marked.positions)
-    ]
+
+    def in_window() -> list[tuple[int, Any]]:
+        return [(i, m) for i, m in enumerate(run.messages)
+                if start <= m.sent <= end and (idle_polls or m.msg_id not in run.idle_polls or i in marked.positions)]
+
+    chosen = in_window()
+    if span is not None and auto_window:  # the story, with a few messages of context either side
+        before = [m.sent for _, m in chosen if m.sent < span[0]]
+        after = [m.sent for _, m in chosen if m.sent > span[1]]
+        if len(before) > CONTEXT_MESSAGES:
+            start = before[-CONTEXT_MESSAGES]
+        if len(after) > CONTEXT_MESSAGES:
+            end = after[CONTEXT_MESSAGES - 1]
+        dropped = max(0, len(before) - CONTEXT_MESSAGES) + max(0, len(after) - CONTEXT_MESSAGES)
+        if dropped:
+            notes.append(f"{dropped:,} messages around the story not shown")
+        chosen = in_window()
     idle = sum(1 for m in run.messages if start <= m.sent <= end and m.msg_id in run.idle_polls) - sum(
         1 for i, m in chosen if m.msg_id in run.idle_polls
     )
