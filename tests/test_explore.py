@@ -110,6 +110,8 @@ def test_explore_finds_negative_stock_without_faults() -> None:
     assert "went to qty -1" in found.verdict.summary
     assert not stock_never_negative()(found.replay().world)
     assert "Schedule" not in found.snippet and "faults" not in found.snippet
+    said = "Faults: none needed (shrunk from 0): the workload alone breaks it"
+    assert said in str(found) and said in found._repr_html_() and "Faults (0" not in found._repr_html_()
 
 
 def test_the_first_failing_seed_is_reported_whatever_the_number_of_workers() -> None:

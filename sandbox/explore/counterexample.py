@@ -139,8 +139,9 @@ class Counterexample:
                f"{escape(chr(10).join(line.strip() for line in errors[1:]))}</pre>"] if errors else []),
             *([f"<p><b>Unfinished:</b> {escape(self.world.stalled)}</p>"]
               if getattr(self.world, "stalled", None) and not getattr(self.world, "overran", None) else []),
-            f"<p>Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):</p>",
-            f"<pre>{escape(str(self.schedule))}</pre>",
+            *([f"<p>Faults ({len(self.schedule)}, shrunk from {len(self.original_schedule)}):</p>",
+               f"<pre>{escape(str(self.schedule))}</pre>"] if len(self.schedule) else
+              [f"<p>Faults: none needed (shrunk from {len(self.original_schedule)}): the workload alone breaks it</p>"]),
             f"<p>Workload: {escape(', '.join(f'{k}={n}' for k, n in self.workload.items()) or 'as built')}</p>",
             f"<p>Replay (paste it to run the same story again):</p>"
             f"<pre style='white-space:pre-wrap; word-break:break-all'>{escape(self.snippet)}</pre>",
