@@ -296,6 +296,7 @@ class _Exchange:
         if kind == "http.response.start":
             self.status = message["status"]
             self.headers = list(message.get("headers", ()))
+            _as_a_server_writes_them(self.headers)
         elif kind == "http.response.body":
             status = self.status
             # as a server does: no body for HEAD, nor for 204, 304 and 1xx (the headers stay as written)
@@ -347,6 +348,16 @@ class _Exchange:
         if self.span is not None:  # as OpenTelemetry's ASGI instrumentation: the span covers the whole call
             route = getattr(self.scope.get("route"), "path", None)
             world.tracing.end_server_span(self.span, self.status, task.error, route)
+
+
+def _as_a_server_writes_them(headers: list[tuple[bytes, bytes]]) -> None:
+    """Refuse response headers HTTP/1.1 cannot carry, as uvicorn's h11 does when it writes them: a name that is not
+    a token, or a value with a control character or leading or trailing whitespace (an echoed path ending in a
+    space, say). h11's own check raises h11.LocalProtocolError into the app, as under uvicorn; the response has
+    started, so the caller sees the connection close (``IncompleteResponse``)."""
+    import h11
+
+    h11.Response(status_code=200, headers=headers)
 
 
 #: Statuses whose responses carry no body (RFC 9110), whatever the app writes.

@@ -43,6 +43,8 @@ DIFFERENCES = {
     "cut short": "TestClient returns what was sent before a streaming body failed; a server closes the connection",
     "latin-1 header": "TestClient decodes response header values as UTF-8 and fails (500) on a Latin-1 one, such as "
                       "a path with 'ü' echoed in a header; a server sends the bytes and httpx reads them",
+    "unsendable header": "TestClient hands on a header value HTTP/1.1 cannot carry (a path ending in a space, echoed in "
+                         "a header); uvicorn's h11 refuses to write it and closes the connection",
 }
 
 COOKIE = {"cookie": "session=abc123; other=1"}
@@ -58,6 +60,7 @@ CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/floats/2.5", {}),
     ("GET", "/floats/-1", {}),
     ("GET", "/files/a/b/c.txt", {}),
+    ("GET", "/files/ends-in-a-space ", {}),  # echoed in a header whose value may not end in a space: closed
     ("GET", "/files/a%2Fb/c%20d", {}),
     ("GET", "/query", {}),
     ("GET", "/query", {"params": {"q": "hello world", "n": 5, "flag": "yes", "tags": ["a", "b"], "item-id": "x1"}}),
@@ -233,7 +236,10 @@ def test_the_sandbox_answers_as_testclient_does_but_where_testclient_is_not_a_se
     for call, a, b in zip(CALLS, ours, theirs):
         if a == b:
             continue
-        if a == ("closed",):
+        if a == ("closed",) and call[1].endswith(" "):
+            assert b[0] == 200 and any(v.endswith(" ") for _, v in b[2]), (call, b)
+            explained.append(("unsendable header", call[1]))
+        elif a == ("closed",):
             assert b[0] == 200 and b[1] == b"first chunk\n", (call, b)
             explained.append(("cut short", call[1]))
         elif a[0] in (204, 304) and (a[0], a[2]) == (b[0], b[2]) and a[1] == b"":
@@ -245,6 +251,7 @@ def test_the_sandbox_answers_as_testclient_does_but_where_testclient_is_not_a_se
             explained.append(("user-agent", call[1]))
     assert {why for why, _ in explained} <= set(DIFFERENCES)
     assert ("cut short", "/bare/stream-fails") in explained
+    assert ("unsendable header", "/files/ends-in-a-space ") in explained
 
 
 @st.composite
@@ -264,7 +271,11 @@ def odd_requests(draw):
     return ("GET", "/headers", {"headers": {"x-token": draw(token).strip() or "t"}})
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: the same 60 examples every run, so that CI never fails on a draw no one can replay; a new
+# difference is found by raising max_examples (or removing derandomize) locally, as this one found a path ending
+# in a space.
+@settings(max_examples=60, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(odd_requests(), min_size=1, max_size=5))
 def test_generated_requests_get_the_same_answers_as_from_uvicorn(uvicorn_url, calls):
     ours = in_sandbox(calls)
