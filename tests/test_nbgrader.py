@@ -173,6 +173,16 @@ def _with_references(lab: Path, *, logging: bool):
     return edit
 
 
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
+def test_every_solution_cell_of_a_lab_has_its_reference(lab: Path):
+    """The reference handed in below covers each solution cell of the lab notebook, and its file is there."""
+    references = {"service": "solution.py", **REFERENCES.get(lab.name, {})}
+    nb = nbformat.read(lab / "lab.ipynb", as_version=4)
+    answers = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    assert answers == set(references), f"solution cells {sorted(answers)}, references for {sorted(references)}"
+    assert all((lab / name).is_file() for name in references.values())
+
+
 #: The labs whose reference is also handed in by a learner who logs (LOGGING): lab 01 (replicas, and the check's
 #: forked workers) and lab 03 (background workers consuming the broker) between them take every path a log line
 #: can take; what holds a grade cell's output back (autograder.labs.learner_output) is the same in every lab.
